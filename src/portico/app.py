@@ -1,0 +1,95 @@
+"""Builds the aiohttp application and wires the parts together; owns start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import __version__
+from .kernels.manager import Kernels, iso
+from .kernels.routes import KernelRoutes
+from .kernels.sessions import Sessions
+from .kernels.specs import Specs
+from .settings import Settings
+from .web.auth import Guard
+from .web.errors import error_middleware
+from .web.jsonio import json_response
+from .web.metrics import Metrics
+
+log = logging.getLogger("portico")
+
+KERNELS = web.AppKey("kernels", Kernels)
+
+
+def api_spec(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of Portico's REST API, with the base URL as its server."""
+    spec: dict[str, Any] = yaml.safe_load(resources.files("portico").joinpath("api.yaml").read_text())
+    spec["info"]["version"] = __version__
+    spec["servers"] = [{"url": settings.base_url.rstrip("/") or "/"}]
+    return spec
+
+
+class ServerRoutes:
+    """/api, /api/status, the API description and /metrics."""
+
+    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics) -> None:
+        self.settings = settings
+        self.kernels = kernels
+        self.metrics = metrics
+        self.started = time.time()
+        self.spec = api_spec(settings)
+        self.spec_yaml = yaml.safe_dump(self.spec, sort_keys=False)
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        b = self.settings.base_url
+        router.add_get(b + "api", self.version)
+        router.add_get(b + "api/status", self.status)
+        router.add_get(b + "api/spec.yaml", self.spec_as_yaml)
+        router.add_get(b + "api/spec.json", self.spec_as_json)
+        router.add_get(b + "metrics", self.metrics.handler)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return json_response({"version": __version__})
+
+    async def status(self, request: web.Request) -> web.Response:
+        last = self.kernels.last_activity()
+        return json_response({"started": iso(self.started), "last_activity": iso(last or self.started),
+                              "kernels": len(self.kernels.kernels), "connections": self.kernels.connections()})
+
+    async def spec_as_yaml(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.spec_yaml, content_type="application/yaml")
+
+    async def spec_as_json(self, request: web.Request) -> web.Response:
+        return json_response(self.spec)
+
+
+def build_app(settings: Settings) -> web.Application:
+    specs = Specs(settings.base_url, settings.default_kernel_name)
+    kernels = Kernels(settings, specs)
+    sessions = Sessions(kernels)
+    metrics = Metrics(kernels)
+    guard = Guard(settings)
+    app = web.Application(
+        middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
+        client_max_size=settings.max_body_size,
+    )
+    app[KERNELS] = kernels
+    ServerRoutes(settings, kernels, metrics).add_to(app.router)
+    KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
+
+    async def lifespan(app: web.Application) -> Any:
+        kernels.start_culling()
+        yield
+        await kernels.shutdown_all()
+
+    async def close_clients(app: web.Application) -> None:
+        await kernels.disconnect_all("server shutting down")
+
+    app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(close_clients)
+    return app

@@ -1,0 +1,285 @@
+"""Kernel lifecycle: start, stop, restart, interrupt; the registry, death watch and culling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from jupyter_client.manager import AsyncKernelManager
+
+from ..settings import Settings
+from ..web.errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
+from .relay import KernelRelay, Stats
+from .specs import Specs
+
+log = logging.getLogger("portico")
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ENV_ENTRIES = 256
+MAX_ENV_VALUE = 32 * 1024
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(eq=False)
+class Kernel:
+    id: str
+    name: str
+    km: AsyncKernelManager
+    relay: KernelRelay | None = None
+    execution_state: str = "starting"
+    reason: str | None = None
+    restarts: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    watcher: asyncio.Task[None] | None = None
+
+    def model(self) -> dict[str, Any]:
+        relay = self.relay
+        model: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "last_activity": iso(relay.last_activity if relay else time.time()),
+            "execution_state": self.execution_state,
+            "connections": len(relay.clients) if relay else 0,
+        }
+        if self.reason:
+            model["reason"] = self.reason
+        return model
+
+    def set_state(self, state: str) -> None:
+        if state and self.execution_state not in ("dead", "restarting"):
+            self.execution_state = state
+
+
+class Kernels:
+    """Every kernel Portico runs, by id."""
+
+    def __init__(self, settings: Settings, specs: Specs) -> None:
+        self.settings = settings
+        self.specs = specs
+        self.kernels: dict[str, Kernel] = {}
+        self.stats: Stats = Counter()
+        self.context = zmq.asyncio.Context()
+        self._starting = 0
+        self._culler: asyncio.Task[None] | None = None
+
+    # lookup ------------------------------------------------------------------------------
+    def get(self, kernel_id: str) -> Kernel:
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None:
+            raise NotFound(f"No such kernel: {kernel_id}.", "No Such Kernel")
+        return kernel
+
+    def connections(self) -> int:
+        return sum(len(k.relay.clients) for k in self.kernels.values() if k.relay)
+
+    def last_activity(self) -> float | None:
+        times = [k.relay.last_activity for k in self.kernels.values() if k.relay]
+        return max(times) if times else None
+
+    # requests ----------------------------------------------------------------------------
+    def working_dir(self, path: Any) -> str:
+        """The directory for `path` (a notebook or a directory), confined to root_dir."""
+        if path is None or path == "":
+            return self.settings.root_dir
+        if not isinstance(path, str):
+            raise BadRequest("path must be a string relative to the server's root directory.")
+        root = Path(self.settings.root_dir)
+        target = (root / path.lstrip("/")).resolve()
+        if target != root and root not in target.parents:
+            raise Forbidden(f"path {path!r} is outside the server's root directory.")
+        while not target.is_dir() and target != root:
+            target = target.parent
+        return str(target)
+
+    def kernel_env(self, requested: Any) -> dict[str, str]:
+        """PATH, the inherited allow-list, and the accepted request entries; never the token."""
+        if requested is None:
+            requested = {}
+        if not isinstance(requested, dict):
+            raise BadRequest("env must be an object of string names to string values.")
+        if len(requested) > MAX_ENV_ENTRIES:
+            raise BadRequest(f"env has {len(requested)} entries; at most {MAX_ENV_ENTRIES} are accepted.")
+        env = {"PATH": os.environ.get("PATH", os.defpath)}
+        env.update((k, os.environ[k]) for k in self.settings.kernel_env_inherit if k in os.environ)
+        allowed = set(self.settings.kernel_env_allow)
+        for name, value in requested.items():
+            if not isinstance(value, str) or not ENV_NAME.fullmatch(name):
+                raise BadRequest(f"env entry {name!r} must have a plain name and a string value.")
+            if len(value) > MAX_ENV_VALUE:
+                raise BadRequest(f"env entry {name!r} is longer than {MAX_ENV_VALUE} characters.")
+            if name.startswith("KERNEL_") or name in allowed:
+                env[name] = value
+        token = self.settings.token
+        return {k: v for k, v in env.items() if not k.startswith("PORTICO_") and not (token and token in v)}
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self, name: Any = None, path: Any = None, env: Any = None, kernel_id: Any = None) -> Kernel:
+        if name is not None and not isinstance(name, str):
+            raise BadRequest("name must be a kernelspec name (a string).")
+        name = name or self.settings.default_kernel_name
+        if kernel_id is not None:
+            kernel_id = self._valid_id(kernel_id)
+            if kernel_id in self.kernels:
+                return self.kernels[kernel_id]
+        self.specs.get(name)
+        cwd, kernel_env = self.working_dir(path), self.kernel_env(env)
+        limit = self.settings.max_kernels
+        if limit and len(self.kernels) + self._starting >= limit:
+            raise LimitReached(f"Maximum number of kernels ({limit}) reached; shut one down or raise max_kernels.")
+        self._starting += 1
+        try:
+            kernel = await self._launch(kernel_id or str(uuid.uuid4()), name, cwd, kernel_env)
+        finally:
+            self._starting -= 1
+        self.kernels[kernel.id] = kernel
+        kernel.watcher = asyncio.create_task(self._watch(kernel))
+        log.info("kernel %s started (%s) in %s", kernel.id, name, cwd)
+        return kernel
+
+    @staticmethod
+    def _valid_id(kernel_id: Any) -> str:
+        try:
+            return str(uuid.UUID(str(kernel_id))) if isinstance(kernel_id, str) else ""
+        except ValueError:
+            pass
+        raise BadRequest("kernel_id must be a UUID string.")
+
+    async def _launch(self, kernel_id: str, name: str, cwd: str, env: dict[str, str]) -> Kernel:
+        km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
+                                context=self.context)
+        km.shutdown_wait_time = self.settings.kernel_shutdown_wait
+        kernel = Kernel(kernel_id, name, km)
+        try:
+            await km.start_kernel(cwd=cwd, env=env)
+        except Exception as e:
+            log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, e)
+            raise Unavailable(f"Kernel {name!r} failed to start: {e}", "Kernel Failed") from None
+        kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats,
+                                   self.settings.client_buffer_limit, kernel.set_state)
+        try:
+            await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+        except TimeoutError:
+            await self._dispose(kernel, "did not answer in time")
+            raise Unavailable(f"Kernel {name!r} did not answer within {self.settings.kernel_start_timeout} s "
+                              "(option kernel_start_timeout).", "Kernel Timeout") from None
+        kernel.execution_state = "idle"
+        return kernel
+
+    async def _watch(self, kernel: Kernel) -> None:
+        """Notice a kernel process that died; restart it or mark it dead."""
+        while kernel.execution_state != "dead":
+            await asyncio.sleep(self.settings.kernel_poll_interval)
+            async with kernel.lock:
+                if kernel.id not in self.kernels or await kernel.km.is_alive():
+                    continue
+                await self._on_death(kernel)
+
+    async def _on_death(self, kernel: Kernel) -> None:
+        assert kernel.relay is not None
+        code = await kernel.km.provisioner.poll() if kernel.km.provisioner else None
+        if self.settings.autorestart and kernel.restarts < self.settings.restart_limit:
+            kernel.restarts += 1
+            log.warning("kernel %s died (exit code %s); restarting (%d of %d)", kernel.id, code,
+                        kernel.restarts, self.settings.restart_limit)
+            kernel.execution_state = "restarting"
+            kernel.relay.broadcast_status("restarting")
+            try:
+                await kernel.km.restart_kernel(now=True)
+                await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+                kernel.execution_state = "idle"
+                return
+            except Exception as e:
+                log.error("kernel %s failed to restart: %s", kernel.id, e)
+        kernel.execution_state = "dead"
+        kernel.reason = f"kernel process exited with code {code}"
+        if self.settings.autorestart:
+            kernel.reason += f" after {kernel.restarts} automatic restarts"
+        log.error("kernel %s died: %s", kernel.id, kernel.reason)
+        kernel.relay.broadcast_status("dead")
+
+    async def restart(self, kernel_id: str) -> Kernel:
+        kernel = self.get(kernel_id)
+        async with kernel.lock:
+            assert kernel.relay is not None
+            kernel.execution_state = "restarting"
+            try:
+                await kernel.km.restart_kernel(now=False)
+                await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+            except Exception as e:
+                kernel.execution_state, kernel.reason = "dead", f"restart failed: {e}"
+                kernel.relay.broadcast_status("dead")
+                raise Unavailable(f"Kernel {kernel_id} failed to restart: {e}", "Kernel Failed") from None
+            kernel.execution_state, kernel.reason, kernel.restarts = "idle", None, 0
+            if kernel.watcher is None or kernel.watcher.done():
+                kernel.watcher = asyncio.create_task(self._watch(kernel))
+        log.info("kernel %s restarted", kernel_id)
+        return kernel
+
+    async def interrupt(self, kernel_id: str) -> None:
+        kernel = self.get(kernel_id)
+        await kernel.km.interrupt_kernel()
+        log.info("kernel %s interrupted", kernel_id)
+
+    async def shutdown(self, kernel_id: str, reason: str = "shut down") -> None:
+        kernel = self.get(kernel_id)
+        del self.kernels[kernel_id]
+        await self._dispose(kernel, reason)
+        log.info("kernel %s %s", kernel_id, reason)
+
+    async def _dispose(self, kernel: Kernel, reason: str) -> None:
+        if kernel.watcher is not None:
+            kernel.watcher.cancel()
+        if kernel.relay is not None:
+            await kernel.relay.close(f"kernel {reason}")
+        try:
+            await kernel.km.shutdown_kernel(now=False)
+        except Exception as e:  # a kernel that is already gone is fine
+            log.warning("kernel %s: error during shutdown: %s", kernel.id, e)
+
+    async def disconnect_all(self, reason: str) -> None:
+        relays = [k.relay for k in self.kernels.values() if k.relay is not None]
+        await asyncio.gather(*(r.disconnect_all(1001, reason) for r in relays), return_exceptions=True)
+
+    async def shutdown_all(self) -> None:
+        if self._culler is not None:
+            self._culler.cancel()
+        ids = list(self.kernels)
+        await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids), return_exceptions=True)
+        self.context.destroy(linger=0)
+
+    # culling -----------------------------------------------------------------------------
+    def start_culling(self) -> None:
+        if self.settings.cull_idle_timeout > 0:
+            self._culler = asyncio.create_task(self._cull_loop())
+
+    async def _cull_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cull_interval)
+            await self.cull_once()
+
+    async def cull_once(self) -> None:
+        s, now = self.settings, time.time()
+        for kernel in list(self.kernels.values()):
+            relay = kernel.relay
+            if relay is None or now - relay.last_activity < s.cull_idle_timeout:
+                continue
+            if relay.clients and not s.cull_connected:
+                continue
+            if kernel.execution_state == "busy" and not s.cull_busy:
+                continue
+            idle = int(now - relay.last_activity)
+            relay.broadcast_status("dead")
+            await self.shutdown(kernel.id, f"culled after {idle} s idle (cull_idle_timeout {s.cull_idle_timeout:g} s)")

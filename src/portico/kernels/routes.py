@@ -1,0 +1,117 @@
+"""The Jupyter Server REST API for kernelspecs, kernels and sessions, and the channels WebSocket."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+from aiohttp import web
+
+from ..settings import Settings
+from ..web.errors import BadRequest, NotFound
+from ..web.jsonio import json_body, json_response
+from . import wire
+from .manager import Kernels
+from .sessions import Sessions
+from .specs import Specs
+
+
+class KernelRoutes:
+    def __init__(self, settings: Settings, specs: Specs, kernels: Kernels, sessions: Sessions) -> None:
+        self.settings = settings
+        self.specs = specs
+        self.kernels = kernels
+        self.sessions = sessions
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        b = self.settings.base_url
+        router.add_get(b + "api/kernelspecs", self.list_specs)
+        router.add_get(b + "api/kernelspecs/{name}", self.get_spec)
+        router.add_get(b + "kernelspecs/{name}/{file}", self.spec_resource)  # HEAD comes with GET
+        router.add_get(b + "api/kernels", self.list_kernels)
+        router.add_post(b + "api/kernels", self.start_kernel)
+        router.add_get(b + "api/kernels/{id}", self.get_kernel)
+        router.add_delete(b + "api/kernels/{id}", self.delete_kernel)
+        router.add_post(b + "api/kernels/{id}/interrupt", self.interrupt_kernel)
+        router.add_post(b + "api/kernels/{id}/restart", self.restart_kernel)
+        router.add_get(b + "api/kernels/{id}/channels", self.channels)
+        router.add_get(b + "api/sessions", self.list_sessions)
+        router.add_post(b + "api/sessions", self.create_session)
+        router.add_get(b + "api/sessions/{id}", self.get_session)
+        router.add_patch(b + "api/sessions/{id}", self.update_session)
+        router.add_delete(b + "api/sessions/{id}", self.delete_session)
+
+    # kernelspecs -------------------------------------------------------------------------
+    async def list_specs(self, request: web.Request) -> web.Response:
+        return json_response(self.specs.all())
+
+    async def get_spec(self, request: web.Request) -> web.Response:
+        return json_response(self.specs.one(request.match_info["name"]))
+
+    async def spec_resource(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(self.specs.resource(request.match_info["name"], request.match_info["file"]))
+
+    # kernels -----------------------------------------------------------------------------
+    async def list_kernels(self, request: web.Request) -> web.Response:
+        if not self.settings.list_kernels:
+            raise NotFound("Listing kernels is turned off (option list_kernels).")
+        return json_response([k.model() for k in self.kernels.kernels.values()])
+
+    async def start_kernel(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        kernel = await self.kernels.start(body.get("name"), body.get("path"), body.get("env"), body.get("kernel_id"))
+        location = f"{self.settings.base_url}api/kernels/{kernel.id}"
+        return json_response(kernel.model(), status=201, headers={"Location": location})
+
+    async def get_kernel(self, request: web.Request) -> web.Response:
+        return json_response(self.kernels.get(request.match_info["id"]).model())
+
+    async def delete_kernel(self, request: web.Request) -> web.Response:
+        await self.kernels.shutdown(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def interrupt_kernel(self, request: web.Request) -> web.Response:
+        await self.kernels.interrupt(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def restart_kernel(self, request: web.Request) -> web.Response:
+        kernel = await self.kernels.restart(request.match_info["id"])
+        return json_response(kernel.model())
+
+    async def channels(self, request: web.Request) -> web.WebSocketResponse:
+        kernel = self.kernels.get(request.match_info["id"])
+        if kernel.relay is None or kernel.execution_state == "dead":
+            raise NotFound(f"Kernel {kernel.id} is dead: {kernel.reason}.", "Kernel Dead")
+        s = self.settings
+        ws = web.WebSocketResponse(protocols=[wire.V1_PROTOCOL], heartbeat=s.ws_ping_interval or None,
+                                   max_msg_size=s.ws_max_message_size, compress=False)
+        await ws.prepare(request)
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session_id = request.query.get("session_id") or uuid.uuid4().hex
+        await kernel.relay.serve(ws, session_id)
+        return ws
+
+    # sessions ----------------------------------------------------------------------------
+    async def list_sessions(self, request: web.Request) -> web.Response:
+        return json_response(self.sessions.list())
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        session, _ = await self.sessions.create(await json_body(request))
+        location = f"{self.settings.base_url}api/sessions/{session.id}"
+        return json_response(self.sessions.model(session), status=201, headers={"Location": location})
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        return json_response(self.sessions.model(self.sessions.get(request.match_info["id"])))
+
+    async def update_session(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if "id" in body and body["id"] != request.match_info["id"]:
+            raise BadRequest("The body's id does not match the session in the URL.")
+        session = await self.sessions.update(request.match_info["id"], body)
+        return json_response(self.sessions.model(session))
+
+    async def delete_session(self, request: web.Request) -> web.Response:
+        await self.sessions.delete(request.match_info["id"])
+        return web.Response(status=204)

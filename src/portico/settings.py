@@ -1,0 +1,211 @@
+"""Every option of Portico, once: its type, default, environment variable and help.
+
+Sources, lowest precedence first: the defaults here, a TOML file (``--config`` or
+``PORTICO_CONFIG``), ``PORTICO_*`` environment variables, command-line flags.  An unknown
+or invalid option raises :class:`SettingsError` with a one-line message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "PORTICO_"
+
+
+class SettingsError(ValueError):
+    """A bad option: the message names the option and what is expected."""
+
+
+def _opt(default: Any, help: str, *, minimum: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    meta = {"help": help, "minimum": minimum, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DEFAULT_INHERITED_ENV = ["HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # server
+    ip: str = _opt("127.0.0.1", "Address to bind. Anything but loopback exposes kernels to the network.")
+    port: int = _opt(8888, "Port to listen on; 0 picks a free one.", minimum=0)
+    base_url: str = _opt("/", "URL prefix of every route, e.g. /portico/.")
+    root_dir: str = _opt("", "Directory kernels start in and `path` is confined to (default: the current directory).")
+    config: str = _opt("", "A TOML file of options (keys are the option names below).")
+    # auth
+    token: str = _opt("", "Token clients must present; generated and printed when empty.")
+    disable_auth: bool = _opt(False, "Serve without any token check. Only for trusted networks: everyone who reaches the port runs code.")
+    allow_origin: str = _opt("", "Origin allowed for CORS and WebSocket upgrades ('*' for any). Off by default.")
+    allow_origin_pat: str = _opt("", "Regular expression of allowed origins (full match).")
+    allow_credentials: bool = _opt(False, "Send Access-Control-Allow-Credentials: true on CORS responses.")
+    allow_methods: str = _opt("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS", "Access-Control-Allow-Methods for CORS preflights.")
+    allow_headers: str = _opt("Authorization, Content-Type, X-XSRFToken, X-Requested-With", "Access-Control-Allow-Headers for CORS preflights.")
+    expose_headers: str = _opt("Location", "Access-Control-Expose-Headers on CORS responses.")
+    max_age: int = _opt(0, "Access-Control-Max-Age (seconds) for CORS preflights; 0 leaves it out.", minimum=0)
+    metrics_public: bool = _opt(False, "Serve /metrics without a token.")
+    # TLS
+    certfile: str = _opt("", "TLS certificate (PEM). With keyfile, Portico serves HTTPS and WSS.")
+    keyfile: str = _opt("", "TLS private key (PEM).")
+    client_ca: str = _opt("", "CA bundle (PEM): clients must present a certificate it signed.")
+    # limits
+    max_body_size: int = _opt(64 * 1024 * 1024, "Largest HTTP request body in bytes; larger ones get 413.", minimum=1)
+    ws_max_message_size: int = _opt(64 * 1024 * 1024, "Largest WebSocket message from a client, in bytes.", minimum=1)
+    ws_ping_interval: float = _opt(30.0, "Seconds between WebSocket keep-alive pings; 0 turns them off.", minimum=0)
+    client_buffer_limit: int = _opt(64 * 1024 * 1024, "Bytes queued for one slow WebSocket client before it is disconnected (close code 4008).", minimum=1024)
+    # kernels
+    default_kernel_name: str = _opt("python3", "Kernelspec used when a request names none.")
+    max_kernels: int = _opt(0, "Most kernels running at once; 0 means no limit. Creates beyond it get 403.", minimum=0)
+    list_kernels: bool = _opt(True, "Whether GET /api/kernels lists running kernels.")
+    kernel_env_inherit: list[str] = _opt(DEFAULT_INHERITED_ENV, "Server environment variables a kernel inherits besides PATH.")
+    kernel_env_allow: list[str] = _opt([], "Request `env` names accepted besides KERNEL_*.")
+    kernel_start_timeout: float = _opt(60.0, "Seconds a new kernel has to answer kernel_info.", minimum=1)
+    kernel_shutdown_wait: float = _opt(3.0, "Seconds a kernel has to exit after a shutdown request before it is killed.", minimum=0)
+    kernel_poll_interval: float = _opt(1.0, "Seconds between checks that each kernel process is alive.", minimum=0.05)
+    autorestart: bool = _opt(True, "Restart a kernel that dies.")
+    restart_limit: int = _opt(5, "Automatic restarts of one kernel before it is left dead.", minimum=0)
+    cull_idle_timeout: float = _opt(0.0, "Shut down kernels idle this many seconds; 0 turns culling off.", minimum=0)
+    cull_interval: float = _opt(300.0, "Seconds between culling passes.", minimum=0.1)
+    cull_connected: bool = _opt(False, "Also cull idle kernels that have clients connected.")
+    cull_busy: bool = _opt(False, "Also cull kernels that are busy.")
+    # logging
+    log_level: str = _opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
+    log_format: str = _opt("text", "Log line format.", choices=("text", "json"))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            minimum = f.metadata["minimum"]
+            if minimum is not None and value < minimum:
+                raise SettingsError(f"option {f.name} must be at least {minimum}, got {value}")
+            choices = f.metadata["choices"]
+            if choices and value not in choices:
+                raise SettingsError(f"option {f.name} must be one of {', '.join(choices)}, got {value!r}")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise SettingsError("options certfile and keyfile go together: give both or neither")
+        if self.allow_origin_pat:
+            try:
+                re.compile(self.allow_origin_pat)
+            except re.error as e:
+                raise SettingsError(f"option allow_origin_pat is not a valid regular expression: {e}") from None
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        root = Path(self.root_dir or os.getcwd()).resolve()
+        if not root.is_dir():
+            raise SettingsError(f"option root_dir: {root} is not a directory")
+        object.__setattr__(self, "root_dir", str(root))
+
+    def with_token(self, token: str) -> Settings:
+        return dataclasses.replace(self, token=token)
+
+
+def normalize_base_url(url: str) -> str:
+    return "/" + url.strip("/") + "/" if url.strip("/") else "/"
+
+
+OPTIONS = {f.name: f for f in fields(Settings)}
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def type_name(name: str) -> str:
+    return str(OPTIONS[name].type).replace("list[str]", "list")
+
+
+def parse_value(name: str, raw: Any) -> Any:
+    """Convert one raw value (a string from env/CLI, or a TOML value) to the option's type."""
+    kind = type_name(name)
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind == "list":
+            if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+                return list(raw)
+            if isinstance(raw, str):
+                return [x.strip() for x in raw.split(",") if x.strip()]
+            raise ValueError
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except ValueError:
+        hint = {"bool": "true or false", "int": "a whole number", "float": "a number",
+                "list": "a comma-separated list"}.get(kind, "a string")
+        raise SettingsError(f"option {name} expects {hint}, got {raw!r}") from None
+
+
+def _from_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise SettingsError(f"config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config file {path} is not valid TOML: {e}") from None
+    section = data.get("portico", data)
+    unknown = sorted(set(section) - set(OPTIONS))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown option {unknown[0]!r} (see portico --help)")
+    return {k: parse_value(k, v) for k, v in section.items()}
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in OPTIONS:
+            raise SettingsError(f"unknown environment variable {key} (see portico --help)")
+        values[name] = parse_value(name, raw)
+    return values
+
+
+def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge defaults < TOML < environment < command line into a validated Settings."""
+    env_values = _from_env(os.environ if environ is None else environ)
+    cli_values = {k: parse_value(k, v) for k, v in cli.items()}
+    config_path = cli_values.get("config") or env_values.get("config")
+    merged: dict[str, Any] = {}
+    if config_path:
+        merged.update(_from_toml(config_path))
+    merged.update(env_values)
+    merged.update(cli_values)
+    return Settings(**merged)
+
+
+def markdown_table() -> str:
+    """The README's option table, generated from the fields above."""
+    rows = ["| option | flag | env | type | default | meaning |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, f in OPTIONS.items():
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
+        shown = ", ".join(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else default
+        rows.append(f"| {name} | `{flag(name)}` | `{env_var(name)}` | {type_name(name)} | `{shown}` | {f.metadata['help']} |")
+    return "\n".join(rows)

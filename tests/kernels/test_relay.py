@@ -1,0 +1,215 @@
+"""The channels WebSocket, over both protocols, against real kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+
+PROTOCOLS = [pytest.param(True, id="v1"), pytest.param(False, id="json")]
+
+
+def types(outputs: list[dict[str, object]]) -> list[str]:
+    return [m["header"]["msg_type"] for m in outputs]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_execute_outputs_and_reply(http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool) -> None:
+    client = await KernelClient.connect(http, server, kernel, v1=v1)
+    assert client.v1 == v1
+    reply, outputs = await client.execute("print('hi'); 6*7")
+    assert reply["content"]["status"] == "ok" and reply["channel"] == "shell"
+    assert stdout_of(outputs) == "hi\n"
+    result = [m for m in outputs if m["header"]["msg_type"] == "execute_result"][0]
+    assert result["content"]["data"]["text/plain"] == "42"
+    if not v1:
+        assert result["msg_type"] == "execute_result" and result["msg_id"] == result["header"]["msg_id"]
+    reply, outputs = await client.execute("1/0")
+    assert reply["content"]["status"] == "error" and "error" in types(outputs)
+    await client.close()
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_iopub_reaches_everyone_replies_only_the_sender(http: aiohttp.ClientSession, server: Server,
+                                                              kernel: str, v1: bool) -> None:
+    a = await KernelClient.connect(http, server, kernel, v1=v1)
+    b = await KernelClient.connect(http, server, kernel, v1=not v1)
+    msg_id = await a.request("execute_request", {"code": "print('from a')", "silent": False})
+    await a.collect(msg_id)
+    seen = []
+    async with asyncio.timeout(10):
+        while "stream" not in seen or "status" not in seen:
+            msg = await b.messages.get()
+            if msg["parent_header"].get("msg_id") == msg_id:
+                seen.append(msg["header"]["msg_type"])
+                assert msg["channel"] == "iopub"
+    assert "execute_input" in seen
+    # b's own request works, and a does not get b's reply
+    reply, _ = await b.execute("1")
+    assert reply["content"]["status"] == "ok"
+    await asyncio.sleep(0.2)
+    while not a.messages.empty():
+        assert a.messages.get_nowait()["channel"] == "iopub"
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_input_request_goes_to_the_requester(http: aiohttp.ClientSession, server: Server, kernel: str,
+                                                   v1: bool) -> None:
+    a = await KernelClient.connect(http, server, kernel, v1=v1)
+    b = await KernelClient.connect(http, server, kernel, v1=v1)
+    msg_id = await a.request("execute_request", {"code": "print('got', input('name? '))", "allow_stdin": True})
+    prompt = await a.next(lambda m: m["channel"] == "stdin")
+    assert prompt["header"]["msg_type"] == "input_request" and prompt["content"]["prompt"] == "name? "
+    await a.send(a.message("input_reply", {"value": "Ada"}, channel="stdin", parent=prompt["header"]))
+    reply, outputs = await a.collect(msg_id)
+    assert stdout_of(outputs) == "got Ada\n"
+    assert all(m["channel"] != "stdin" for m in list(b.messages._queue))  # type: ignore[attr-defined]
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_binary_buffers_both_ways(http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool) -> None:
+    client = await KernelClient.connect(http, server, kernel, v1=v1)
+    blob = bytes(range(256)) * 64
+    setup = (
+        "from comm import create_comm, get_comm_manager\n"
+        "got = []\n"
+        "def target(comm, msg):\n"
+        "    got.append(bytes(msg['buffers'][0]))\n"
+        "    comm.on_msg(lambda m: got.append(bytes(m['buffers'][0])))\n"
+        "get_comm_manager().register_target('echo', target)\n"
+    )
+    reply, _ = await client.execute(setup)
+    assert reply["content"]["status"] == "ok"
+    comm_id = uuid.uuid4().hex
+    await client.send(client.message("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}},
+                                     buffers=[blob]))
+    await client.send(client.message("comm_msg", {"comm_id": comm_id, "data": {}}, buffers=[blob[::-1]]))
+    _, outputs = await client.execute(f"print(got == [{blob!r}, {blob[::-1]!r}])")
+    assert stdout_of(outputs) == "True\n"
+    # kernel -> client
+    _, outputs = await client.execute(
+        "c = create_comm(target_name='x', data={}); c.send(data={'n': 1}, buffers=[bytes(range(256)) * 64, b'\\x00'])")
+    sent = [m for m in outputs if m["header"]["msg_type"] == "comm_msg"][0]
+    assert [bytes(b) for b in sent["buffers"]] == [blob, b"\x00"]
+    await client.close()
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_bad_messages_get_errors_and_the_kernel_keeps_serving(http: aiohttp.ClientSession, server: Server,
+                                                                    kernel: str, v1: bool) -> None:
+    client = await KernelClient.connect(http, server, kernel, v1=v1)
+    other = await KernelClient.connect(http, server, kernel, v1=not v1)
+    good = client.message("kernel_info_request", {})
+    bad_frames: list[bytes | str] = [b"\x01\x02", struct.pack("<Q", 9) + b"\x00" * 16, struct.pack("!I", 4) + b"xx"]
+    if v1:
+        bad_frames.append("{}")
+        from portico.kernels import wire
+        import orjson
+        parts = [orjson.dumps(good[k]) for k in ("header", "parent_header", "metadata", "content")]
+        bad_frames.append(wire.to_v1(b"nochannel", parts))
+        bad_frames.append(wire.to_v1(b"shell", [b""] + parts[1:]))
+    else:
+        bad_frames += ["{not json", "[]", '{"channel": "shell", "content": {}}',
+                       '{"channel": "bogus", "header": {"msg_id": "1", "msg_type": "x"}}',
+                       '{"header": {"msg_id": "1", "msg_type": "x"}}']
+    for frame in bad_frames:
+        if isinstance(frame, str):
+            await client.ws.send_str(frame)
+        else:
+            await client.ws.send_bytes(frame)
+        err = await client.next(lambda m: m["header"]["msg_type"] == "portico_error", timeout=5)
+        assert err["content"]["evalue"], frame
+    reply, outputs = await client.execute("print('still here')")
+    assert stdout_of(outputs) == "still here\n"
+    reply, _ = await other.execute("2+2")
+    assert reply["content"]["status"] == "ok"
+    await client.close()
+    await other.close()
+
+
+async def test_unknown_kernel_websocket_is_404(http: aiohttp.ClientSession, server: Server) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await KernelClient.connect(http, server, "no-such-kernel")
+    assert e.value.status == 404
+
+
+async def test_same_session_id_replaces_the_stale_connection(http: aiohttp.ClientSession, server: Server,
+                                                             kernel: str) -> None:
+    old = await KernelClient.connect(http, server, kernel, session_id="s1")
+    new = await KernelClient.connect(http, server, kernel, session_id="s1")
+    await asyncio.wait_for(old.closed.wait(), 5)
+    assert old.ws.close_code == 4000
+    reply, _ = await new.execute("1")
+    assert reply["content"]["status"] == "ok"
+    async with http.get(f"{server.url}api/kernels/{kernel}", headers=server.headers) as r:
+        assert (await r.json())["connections"] == 1
+    await new.close()
+
+
+@pytest.mark.parametrize("v1", PROTOCOLS)
+async def test_interrupt_by_rest_while_busy(http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool) -> None:
+    client = await KernelClient.connect(http, server, kernel, v1=v1)
+    msg_id = await client.request("execute_request", {"code": "import time; time.sleep(30)"})
+    await client.next(lambda m: m["header"]["msg_type"] == "execute_input")
+    start = time.monotonic()
+    async with http.post(f"{server.url}api/kernels/{kernel}/interrupt", headers=server.headers) as r:
+        assert r.status == 204
+    reply, outputs = await client.collect(msg_id, timeout=10)
+    assert time.monotonic() - start < 5
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    await client.close()
+
+
+async def test_restart_clears_state(http: aiohttp.ClientSession, server: Server, kernel: str) -> None:
+    client = await KernelClient.connect(http, server, kernel)
+    await client.execute("x = 1")
+    async with http.post(f"{server.url}api/kernels/{kernel}/restart", headers=server.headers) as r:
+        assert r.status == 200 and (await r.json())["execution_state"] == "idle"
+    reply, _ = await client.execute("x")
+    assert reply["content"]["ename"] == "NameError"
+    await client.close()
+
+
+async def test_a_dead_kernel_is_restarted_and_clients_told(http: aiohttp.ClientSession, server: Server,
+                                                           kernel: str) -> None:
+    client = await KernelClient.connect(http, server, kernel)
+    await client.request("execute_request", {"code": "import os; os._exit(1)"})
+    status = await client.next(lambda m: m["header"]["msg_type"] == "status"
+                               and m["content"]["execution_state"] == "restarting", timeout=15)
+    assert status["channel"] == "iopub"
+    async with asyncio.timeout(30):
+        while True:
+            async with http.get(f"{server.url}api/kernels/{kernel}", headers=server.headers) as r:
+                if (await r.json())["execution_state"] == "idle":
+                    break
+            await asyncio.sleep(0.1)
+    reply, outputs = await client.execute("print('back')")
+    assert stdout_of(outputs) == "back\n"
+    await client.close()
+
+
+async def test_without_autorestart_a_dead_kernel_stays_dead(http: aiohttp.ClientSession, root_dir: object) -> None:
+    srv = start_server("--autorestart", "false", "--kernel-poll-interval", "0.1")
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        await client.request("execute_request", {"code": "import os; os._exit(3)"})
+        await client.next(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "dead")
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            model = await r.json()
+        assert model["execution_state"] == "dead" and "code 3" in model["reason"]
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await KernelClient.connect(http, srv, kid)
+        await client.close()
+    finally:
+        srv.stop()

@@ -1,0 +1,204 @@
+"""Test helpers: a real Portico server in a subprocess, and a small kernel WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from portico.kernels import wire
+
+URL_LINE = re.compile(r"serving at (\S+)")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    url: str  # http://127.0.0.1:PORT/base/
+    token: str
+    stderr: list[str] = field(default_factory=list)
+    drain: threading.Thread | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[4:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.drain is not None:
+                self.drain.join(5)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+def start_server(*args: str, env: dict[str, str] | None = None, token: str | None = "test-token",
+                 timeout: float = 30) -> Server:
+    """Start `python -m portico` on an ephemeral port and wait until it prints its URL."""
+    argv = [sys.executable, "-m", "portico", "--port", "0", *args]
+    if token is not None:
+        argv += ["--token", token]
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr: list[str] = []
+
+    def drain_stderr() -> None:
+        with proc.stderr:  # type: ignore[union-attr]
+            stderr.extend(proc.stderr)  # type: ignore[arg-type]
+
+    drain = threading.Thread(target=drain_stderr, daemon=True)
+    drain.start()
+    found: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            m = URL_LINE.search(line)
+            if m:
+                found.append(m.group(1))
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        proc.kill()
+        raise RuntimeError("portico did not start:\n" + "".join(stderr))
+    url = found[0]
+    tok = re.search(r"token=([^&]+)", url)
+    base = url.split("?")[0]
+    return Server(proc, base, tok.group(1) if tok else "", stderr, drain)
+
+
+class KernelClient:
+    """A minimal client of /api/kernels/{id}/channels, in either protocol."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session_id: str) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.v1 = ws.protocol == wire.V1_PROTOCOL
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, http: aiohttp.ClientSession, server: Server, kernel_id: str, v1: bool = True,
+                      session_id: str | None = None, **kw: Any) -> KernelClient:
+        session_id = session_id or uuid.uuid4().hex
+        ws = await http.ws_connect(f"{server.ws_url}api/kernels/{kernel_id}/channels?session_id={session_id}",
+                                   protocols=[wire.V1_PROTOCOL] if v1 else [], headers=server.headers,
+                                   max_msg_size=0, **kw)
+        return cls(ws, session_id)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.messages.put_nowait(orjson.loads(msg.data))
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                self.messages.put_nowait(decode(msg.data, self.v1))
+        self.closed.set()
+
+    def message(self, msg_type: str, content: dict[str, Any], channel: str = "shell",
+                buffers: Sequence[bytes] = (), parent: dict[str, Any] | None = None) -> dict[str, Any]:
+        built = wire.build(msg_type, content, parent, session=self.session_id)
+        return {"header": built.header, "parent_header": parent or {}, "metadata": {}, "content": content,
+                "channel": channel, "buffers": list(buffers)}
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        buffers = msg.get("buffers") or []
+        if self.v1:
+            parts = [orjson.dumps(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
+            await self.ws.send_bytes(wire.to_v1(msg["channel"].encode(), parts + list(buffers)))
+        elif buffers:
+            body = {k: v for k, v in msg.items() if k != "buffers"}
+            text = orjson.dumps(body)
+            n = 1 + len(buffers)
+            offsets = [4 * (n + 1)]
+            for part in [text, *buffers][:-1]:
+                offsets.append(offsets[-1] + len(part))
+            import struct
+            await self.ws.send_bytes(struct.pack(f"!{n + 1}I", n, *offsets) + text + b"".join(buffers))
+        else:
+            await self.ws.send_str(orjson.dumps(msg).decode())
+
+    async def request(self, msg_type: str, content: dict[str, Any], channel: str = "shell") -> str:
+        msg = self.message(msg_type, content, channel)
+        await self.send(msg)
+        return str(msg["header"]["msg_id"])
+
+    async def execute(self, code: str, timeout: float = 30, **content: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run code; return (execute_reply, iopub messages of this execution) once idle."""
+        msg_id = await self.request("execute_request", {"code": code, "silent": False, "store_history": True,
+                                                        "user_expressions": {}, "allow_stdin": True,
+                                                        "stop_on_error": True, **content})
+        return await self.collect(msg_id, timeout)
+
+    async def collect(self, msg_id: str, timeout: float = 30) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        reply: dict[str, Any] | None = None
+        outputs: list[dict[str, Any]] = []
+        idle = False
+        async with asyncio.timeout(timeout):
+            while reply is None or not idle:
+                msg = await self.messages.get()
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["channel"] == "iopub":
+                    if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                        idle = True
+                    else:
+                        outputs.append(msg)
+                elif msg["channel"] == "shell":
+                    reply = msg
+        return reply, outputs
+
+    async def next(self, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.messages.get()
+                if predicate(msg):
+                    return msg
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+def decode(data: bytes, v1: bool) -> dict[str, Any]:
+    if v1:
+        channel, parts = wire.from_v1(data)
+        msg = {k: orjson.loads(p) for k, p in zip(("header", "parent_header", "metadata", "content"), parts)}
+        msg["channel"] = channel
+        msg["buffers"] = parts[4:]
+        return msg
+    msg, buffers = wire.from_json_binary(data)
+    msg["buffers"] = buffers
+    return msg
+
+
+async def start_kernel(http: aiohttp.ClientSession, server: Server, **body: Any) -> str:
+    async with http.post(f"{server.url}api/kernels", json=body, headers=server.headers) as r:
+        assert r.status == 201, await r.text()
+        return str((await r.json())["id"])
+
+
+def stdout_of(outputs: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in outputs
+                   if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout")
