@@ -97,6 +97,7 @@ class KernelClient:
         self.v1 = ws.protocol == wire.V1_PROTOCOL
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.close_reason = ""
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -109,11 +110,16 @@ class KernelClient:
         return cls(ws, session_id)
 
     async def _read(self) -> None:
-        async for msg in self.ws:
+        while True:
+            msg = await self.ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.messages.put_nowait(orjson.loads(msg.data))
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 self.messages.put_nowait(decode(msg.data, self.v1))
+            else:
+                if msg.type == aiohttp.WSMsgType.CLOSE:
+                    self.close_reason = str(msg.extra or "")
+                break
         self.closed.set()
 
     def message(self, msg_type: str, content: dict[str, Any], channel: str = "shell",

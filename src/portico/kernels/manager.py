@@ -236,8 +236,8 @@ class Kernels:
     async def shutdown(self, kernel_id: str, reason: str = "shut down") -> None:
         kernel = self.get(kernel_id)
         del self.kernels[kernel_id]
-        await self._dispose(kernel, reason)
         log.info("kernel %s %s", kernel_id, reason)
+        await self._dispose(kernel, reason)
 
     async def _dispose(self, kernel: Kernel, reason: str) -> None:
         if kernel.watcher is not None:

@@ -226,19 +226,21 @@ class KernelRelay:
     async def wait_ready(self, timeout: float) -> None:
         """Until the kernel answers kernel_info and its iopub reaches our subscription.
 
-        A SUB socket drops what is published before its subscription lands, so we ask for
-        kernel_info until an iopub message (the busy/idle around the reply) comes back.
+        A SUB socket drops what is published before its subscription lands, so after each
+        reply we look for the busy/idle around it on iopub, and ask again if it was lost.
+        One request is outstanding at a time, so none is left to run after we return.
         """
         sock = self.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
         try:
             async with asyncio.timeout(timeout):
-                self._iopub_seen.clear()
-                while not self._iopub_seen.is_set():
-                    sock.send_multipart(self.signer.frames(wire.build("kernel_info_request", {}).parts))
+                while True:
+                    self._iopub_seen.clear()
+                    await sock.send_multipart(self.signer.frames(wire.build("kernel_info_request", {}).parts))
+                    await sock.recv_multipart()
                     try:
-                        async with asyncio.timeout(0.5):
-                            await sock.recv_multipart()
+                        async with asyncio.timeout(0.25):
                             await self._iopub_seen.wait()
+                            return
                     except TimeoutError:
                         pass
         finally:

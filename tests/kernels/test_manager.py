@@ -1,0 +1,121 @@
+"""Kernel lifecycle rules: limits, environment, culling, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import aiohttp
+
+from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+
+
+async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    srv = start_server("--max-kernels", "10", "--root-dir", str(root_dir))
+    try:
+        async def create() -> int:
+            async with http.post(srv.url + "api/kernels", json={}, headers=srv.headers) as r:
+                body = await r.json()
+                if r.status == 403:
+                    assert "max_kernels" in body["message"] and body["reason"] == "Resource Limit"
+                return r.status
+
+        statuses = await asyncio.gather(*(create() for _ in range(50)))
+        assert statuses.count(201) == 10 and statuses.count(403) == 40
+        async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
+            kernels = await r.json()
+        assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels)
+    finally:
+        srv.stop()
+
+
+SECRET_CHECK = "import os; print(sorted(k for k in os.environ if 'SECRET' in k or 'TOKEN' in k), os.environ.get('KERNEL_A'), os.environ.get('EXTRA'))"
+
+
+async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    env = {"AWS_SECRET_ACCESS_KEY": "hunter2", "PORTICO_TOKEN": "secret-token", "EXTRA": "from-server"}
+    srv = start_server("--root-dir", str(root_dir), token=None, env=env)
+    try:
+        assert srv.token == "secret-token"
+        for body in ({}, {"env": {"KERNEL_A": "a", "AWS_SECRET_ACCESS_KEY": "x", "EXTRA": "y",
+                                  "KERNEL_TOKEN": "secret-token"}}):
+            kid = await start_kernel(http, srv, **body)
+            client = await KernelClient.connect(http, srv, kid)
+            _, outputs = await client.execute(SECRET_CHECK)
+            expected = "[] a None\n" if body else "[] None None\n"
+            assert stdout_of(outputs) == expected
+            await client.close()
+    finally:
+        srv.stop()
+
+
+async def test_operator_allow_lists_reach_the_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    srv = start_server("--kernel-env-inherit", "EXTRA", "--kernel-env-allow", "MY_OPT",
+                       "--root-dir", str(root_dir), env={"EXTRA": "inherited"})
+    try:
+        kid = await start_kernel(http, srv, env={"MY_OPT": "yes", "OTHER": "no"})
+        client = await KernelClient.connect(http, srv, kid)
+        _, outputs = await client.execute("import os; print(os.environ.get('EXTRA'), os.environ.get('MY_OPT'), "
+                                          "os.environ.get('OTHER'), 'HOME' in os.environ)")
+        assert stdout_of(outputs) == "inherited yes None False\n"
+        await client.close()
+    finally:
+        srv.stop()
+
+
+async def test_idle_kernels_are_culled_and_clients_told(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    srv = start_server("--cull-idle-timeout", "1", "--cull-interval", "0.5", "--cull-connected", "true",
+                       "--root-dir", str(root_dir))
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        await asyncio.wait_for(client.closed.wait(), 10)
+        assert client.ws.close_code == 1001 and "culled after" in client.close_reason
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 404
+        assert any("culled" in line and kid in line for line in srv.stderr)
+    finally:
+        srv.stop()
+
+
+async def test_connected_kernels_are_not_culled_by_default(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    srv = start_server("--cull-idle-timeout", "0.5", "--cull-interval", "0.2", "--root-dir", str(root_dir))
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        await asyncio.sleep(1.5)
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 200
+        await client.close()
+        await asyncio.sleep(1.5)
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 404
+    finally:
+        srv.stop()
+
+
+async def test_metrics_count_kernels_connections_messages_requests(http: aiohttp.ClientSession, server: Server,
+                                                                   kernel: str) -> None:
+    client = await KernelClient.connect(http, server, kernel)
+    await client.execute("print(1)")
+    async with http.get(server.url + "metrics", headers=server.headers) as r:
+        text = await r.text()
+    assert 'portico_kernels{kernelspec="python3",state="idle"}' in text
+    assert "portico_websocket_connections 1.0" in text
+    assert 'portico_kernel_messages_total{channel="shell",direction="to_kernel"}' in text
+    assert 'portico_kernel_messages_total{channel="iopub",direction="from_kernel"}' in text
+    assert 'portico_http_requests_total{method="POST",route="/api/kernels",status="201"}' in text
+    assert 'portico_http_request_seconds_bucket{' in text
+    await client.close()
+
+
+async def test_lifecycle_events_are_logged_with_ids(http: aiohttp.ClientSession, server: Server) -> None:
+    kid = await start_kernel(http, server)
+    async with http.delete(f"{server.url}api/kernels/{kid}", headers=server.headers):
+        pass
+    await asyncio.sleep(0.1)
+    log = "".join(server.stderr)
+    assert f"kernel {kid} started" in log and f"kernel {kid} shut down" in log
+    assert server.token not in log
+    assert os.environ.get("PORTICO_TOKEN") is None

@@ -1,0 +1,153 @@
+"""The command line: start-up errors, signals and shutdown, TLS, the README's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from portico import settings
+from portico_testing import KernelClient, start_kernel, start_server, stdout_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def portico(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portico", *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **(env or {})})
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+@pytest.mark.parametrize("args,env,expected", [
+    (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+    (["--port", "abc"], {}, "option port expects a whole number"),
+    (["--port", "-5"], {}, "option port must be at least 0"),
+    (["--log-level", "loud"], {}, "option log_level must be one of"),
+    (["--allow-origin-pat", "("], {}, "allow_origin_pat is not a valid regular expression"),
+    (["--certfile", "x.pem"], {}, "certfile and keyfile go together"),
+    (["--root-dir", "/no/such/dir"], {}, "root_dir: /no/such/dir is not a directory"),
+    ([], {"PORTICO_PORTT": "1"}, "unknown environment variable PORTICO_PORTT"),
+    ([], {"PORTICO_AUTORESTART": "maybe"}, "option autorestart expects true or false"),
+    (["--config", "/no/such.toml"], {}, "config file /no/such.toml"),
+])
+def test_bad_options_stop_the_start_with_one_line(args: list[str], env: dict[str, str], expected: str) -> None:
+    result = portico(*args, env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert lines[0].startswith("portico: ")
+
+
+def test_toml_config_unknown_key_and_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "portico.toml"
+    config.write_text('max_kernels = 3\nbase_url = "/toml"\nlist_kernels = false\n')
+    s = settings.load({"config": str(config), "base_url": "/cli"}, environ={"PORTICO_MAX_KERNELS": "4"})
+    assert (s.max_kernels, s.base_url, s.list_kernels) == (4, "/cli/", False)
+    config.write_text("max_kernel = 3\n")
+    result = portico("--config", str(config))
+    assert "unknown option 'max_kernel'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    config.write_text("port = [\n")
+    assert "is not valid TOML" in portico("--config", str(config)).stderr
+
+
+def test_help_lists_every_option_and_the_readme_table_matches() -> None:
+    out = portico("--help").stdout
+    for name in settings.OPTIONS:
+        assert settings.flag(name) in out
+        assert settings.env_var(name) in " ".join(out.split())
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown_table() in readme, "regenerate the table: portico --help-options-markdown"
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    srv = start_server()
+    try:
+        port = srv.url.split(":")[2].split("/")[0]
+        result = portico("--port", port)
+        assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.ClientSession, sig: int) -> None:
+    srv = start_server()
+    pids = []
+    clients = []
+    for _ in range(3):
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        clients.append(client)
+        _, out = await client.execute(
+            "import os, subprocess; p = subprocess.Popen(['sleep', '600']); print(os.getpid(), p.pid)")
+        pids += [int(x) for x in stdout_of(out).split()]
+    busy = await clients[0].request("execute_request", {"code": "import time; time.sleep(600)"})
+    assert busy and all(alive(p) for p in pids)
+    assert srv.stop(sig, timeout=30) == 0
+    for client in clients:
+        await asyncio.wait_for(client.closed.wait(), 5)
+    await asyncio.sleep(0.2)
+    assert [p for p in pids if alive(p)] == []
+    log = "".join(srv.stderr)
+    assert "shutdown complete" in log
+
+
+async def test_tls(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    srv = start_server("--certfile", str(cert), "--keyfile", str(key))
+    try:
+        assert srv.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with http.get(srv.url + "api", headers=srv.headers, ssl=ctx) as r:
+            assert r.status == 200
+        kid = await start_kernel_tls(http, srv.url, srv.headers, ctx)
+        ws = await http.ws_connect(f"wss{srv.url[5:]}api/kernels/{kid}/channels", headers=srv.headers, ssl=ctx)
+        await ws.close()
+        with pytest.raises(aiohttp.ClientConnectorError):
+            async with http.get(srv.url + "api", headers=srv.headers):
+                pass  # an untrusted certificate is refused by default
+    finally:
+        srv.stop()
+
+
+async def start_kernel_tls(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                           ctx: ssl.SSLContext) -> str:
+    async with http.post(url + "api/kernels", json={}, headers=headers, ssl=ctx) as r:
+        assert r.status == 201
+        return str((await r.json())["id"])
+
+
+def test_readme_run_command_prints_the_url_with_a_token() -> None:
+    readme = (ROOT / "README.md").read_text()
+    run = re.search(r"^(scripts/run)$", readme, re.M)
+    assert run, "the README's run command moved"
+    proc = subprocess.Popen([str(ROOT / run.group(1)), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert re.search(r"serving at http://127\.0\.0\.1:\d+/\?token=[0-9a-f]{48}$", line.strip()), line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
