@@ -47,11 +47,11 @@ class ServerRoutes:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         b = self.settings.base_url
-        router.add_get(b + "api", self.version)
-        router.add_get(b + "api/status", self.status)
-        router.add_get(b + "api/spec.yaml", self.spec_as_yaml)
-        router.add_get(b + "api/spec.json", self.spec_as_json)
-        router.add_get(b + "metrics", self.metrics.handler)
+        router.add_route("GET", b + "api", self.version)
+        router.add_route("GET", b + "api/status", self.status)
+        router.add_route("GET", b + "api/spec.yaml", self.spec_as_yaml)
+        router.add_route("GET", b + "api/spec.json", self.spec_as_json)
+        router.add_route("GET", b + "metrics", self.metrics.handler)
 
     async def version(self, request: web.Request) -> web.Response:
         return json_response({"version": __version__})

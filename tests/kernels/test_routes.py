@@ -81,6 +81,7 @@ async def test_bad_requests_get_clear_json_errors(http: aiohttp.ClientSession, s
         (b"{not json", 400), (b"[1]", 400), (b'{"name": "nope"}', 404), (b'{"name": 3}', 400),
         (b'{"env": "x"}', 400), (b'{"env": {"KERNEL_X": 1}}', 400), (b'{"env": {"bad name": "v"}}', 400),
         (b'{"path": "../.."}', 403), (b'{"path": "sub/../../x"}', 403), (b'{"kernel_id": "not-a-uuid"}', 400),
+        (b'{"kernel_id": {}}', 400), (b'{"kernel_id": 7}', 400),
     ]
     for body, expected in cases:
         async with http.post(server.url + "api/kernels", data=body, headers=server.headers) as r:

@@ -71,9 +71,15 @@ class Kernels:
         self.specs = specs
         self.kernels: dict[str, Kernel] = {}
         self.stats: Stats = Counter()
-        self.context = zmq.asyncio.Context()
+        self._context: zmq.asyncio.Context | None = None
         self._starting = 0
         self._culler: asyncio.Task[None] | None = None
+
+    @property
+    def context(self) -> zmq.asyncio.Context:
+        if self._context is None:
+            self._context = zmq.asyncio.Context()
+        return self._context
 
     # lookup ------------------------------------------------------------------------------
     def get(self, kernel_id: str) -> Kernel:
@@ -152,7 +158,8 @@ class Kernels:
     @staticmethod
     def _valid_id(kernel_id: Any) -> str:
         try:
-            return str(uuid.UUID(str(kernel_id))) if isinstance(kernel_id, str) else ""
+            if isinstance(kernel_id, str):
+                return str(uuid.UUID(kernel_id))
         except ValueError:
             pass
         raise BadRequest("kernel_id must be a UUID string.")
@@ -258,7 +265,8 @@ class Kernels:
             self._culler.cancel()
         ids = list(self.kernels)
         await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids), return_exceptions=True)
-        self.context.destroy(linger=0)
+        if self._context is not None:
+            self._context.destroy(linger=0)
 
     # culling -----------------------------------------------------------------------------
     def start_culling(self) -> None:

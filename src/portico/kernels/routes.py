@@ -24,22 +24,26 @@ class KernelRoutes:
         self.sessions = sessions
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        b = self.settings.base_url
-        router.add_get(b + "api/kernelspecs", self.list_specs)
-        router.add_get(b + "api/kernelspecs/{name}", self.get_spec)
-        router.add_get(b + "kernelspecs/{name}/{file}", self.spec_resource)  # HEAD comes with GET
-        router.add_get(b + "api/kernels", self.list_kernels)
-        router.add_post(b + "api/kernels", self.start_kernel)
-        router.add_get(b + "api/kernels/{id}", self.get_kernel)
-        router.add_delete(b + "api/kernels/{id}", self.delete_kernel)
-        router.add_post(b + "api/kernels/{id}/interrupt", self.interrupt_kernel)
-        router.add_post(b + "api/kernels/{id}/restart", self.restart_kernel)
-        router.add_get(b + "api/kernels/{id}/channels", self.channels)
-        router.add_get(b + "api/sessions", self.list_sessions)
-        router.add_post(b + "api/sessions", self.create_session)
-        router.add_get(b + "api/sessions/{id}", self.get_session)
-        router.add_patch(b + "api/sessions/{id}", self.update_session)
-        router.add_delete(b + "api/sessions/{id}", self.delete_session)
+        routes = [
+            ("GET", "api/kernelspecs", self.list_specs),
+            ("GET", "api/kernelspecs/{name}", self.get_spec),
+            ("GET", "kernelspecs/{name}/{file}", self.spec_resource),
+            ("HEAD", "kernelspecs/{name}/{file}", self.spec_resource),
+            ("GET", "api/kernels", self.list_kernels),
+            ("POST", "api/kernels", self.start_kernel),
+            ("GET", "api/kernels/{id}", self.get_kernel),
+            ("DELETE", "api/kernels/{id}", self.delete_kernel),
+            ("POST", "api/kernels/{id}/interrupt", self.interrupt_kernel),
+            ("POST", "api/kernels/{id}/restart", self.restart_kernel),
+            ("GET", "api/kernels/{id}/channels", self.channels),
+            ("GET", "api/sessions", self.list_sessions),
+            ("POST", "api/sessions", self.create_session),
+            ("GET", "api/sessions/{id}", self.get_session),
+            ("PATCH", "api/sessions/{id}", self.update_session),
+            ("DELETE", "api/sessions/{id}", self.delete_session),
+        ]
+        for method, path, handler in routes:
+            router.add_route(method, self.settings.base_url + path, handler)
 
     # kernelspecs -------------------------------------------------------------------------
     async def list_specs(self, request: web.Request) -> web.Response:
