@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
 import struct
 import time
 import uuid
@@ -211,5 +214,73 @@ async def test_without_autorestart_a_dead_kernel_stays_dead(http: aiohttp.Client
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await KernelClient.connect(http, srv, kid)
         await client.close()
+    finally:
+        srv.stop()
+
+
+def stalled_websocket(srv: Server, kid: str) -> socket.socket:
+    """A WebSocket client with a tiny receive buffer that never reads after the handshake."""
+    host, port = srv.url.split("/")[2].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /api/kernels/{kid}/channels?session_id=stalled HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\nAuthorization: token {srv.token}\r\n\r\n").encode())
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    return sock
+
+
+async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(http: aiohttp.ClientSession) -> None:
+    srv = start_server("--client-buffer-limit", "200000")
+    try:
+        kid = await start_kernel(http, srv)
+        stalled = stalled_websocket(srv, kid)
+        reader = KernelClient(await http.ws_connect(f"{srv.ws_url}api/kernels/{kid}/channels?session_id=r",
+                                                    headers=srv.headers, max_msg_size=0), "r")
+        reply, outputs = await reader.execute("for i in range(8000): print(str(i).rjust(1000, '.'), flush=True)",
+                                              timeout=60)
+        lines = stdout_of(outputs).splitlines()
+        assert len(lines) == 8000 and lines[-1].endswith("7999")
+        async with asyncio.timeout(10):
+            while True:
+                async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+                    if (await r.json())["connections"] == 1:
+                        break
+                await asyncio.sleep(0.05)
+        assert any("dropping a WebSocket client" in line for line in srv.stderr)
+        stalled.close()
+        await reader.close()
+    finally:
+        srv.stop()
+
+
+async def test_keepalive_pings(http: aiohttp.ClientSession) -> None:
+    srv = start_server("--ws-ping-interval", "0.2")
+    try:
+        kid = await start_kernel(http, srv)
+        ws = await http.ws_connect(f"{srv.ws_url}api/kernels/{kid}/channels", headers=srv.headers, autoping=False)
+        msg = await ws.receive(timeout=5)
+        while msg.type != aiohttp.WSMsgType.PING:
+            msg = await ws.receive(timeout=5)
+        await ws.pong(msg.data)
+        await ws.close()
+    finally:
+        srv.stop()
+
+
+async def test_oversized_websocket_message_closes_only_that_connection(http: aiohttp.ClientSession) -> None:
+    srv = start_server("--ws-max-message-size", "10000")
+    try:
+        kid = await start_kernel(http, srv)
+        big = await KernelClient.connect(http, srv, kid, v1=False)
+        other = await KernelClient.connect(http, srv, kid)
+        await big.ws.send_str("x" * 20000)
+        await asyncio.wait_for(big.closed.wait(), 5)
+        assert big.ws.close_code == 1009
+        reply, _ = await other.execute("1")
+        assert reply["content"]["status"] == "ok"
+        await other.close()
     finally:
         srv.stop()

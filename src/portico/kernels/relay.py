@@ -35,15 +35,26 @@ Stats = Counter[tuple[str, str]]  # (channel, "to_kernel" | "from_kernel") -> me
 
 
 class Outbox:
-    """What is waiting to be written to one WebSocket, bounded in bytes."""
+    """What is waiting to be written to one WebSocket, bounded in bytes.
 
-    def __init__(self, ws: web.WebSocketResponse, limit: int) -> None:
+    Past the bound the client is dropped (close code 4008, or the connection aborted if it
+    will not even take the close frame) rather than slowing the kernel's other clients.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int, abort: Callable[[], None]) -> None:
         self.ws = ws
         self.limit = limit
+        self.abort = abort
         self.pending = 0
         self.overflowed = False
         self._queue: deque[tuple[bytes, WSMsgType]] = deque()
         self._ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._dropper: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self._writer = asyncio.create_task(self._write())
+        return self._writer
 
     def put(self, data: bytes, binary: bool) -> None:
         if self.overflowed:
@@ -51,35 +62,58 @@ class Outbox:
         self.pending += len(data)
         if self.pending > self.limit:
             self.overflowed = True
-        else:
-            self._queue.append((data, WSMsgType.BINARY if binary else WSMsgType.TEXT))
+            self._dropper = asyncio.create_task(self._drop())
+            return
+        self._queue.append((data, WSMsgType.BINARY if binary else WSMsgType.TEXT))
         self._ready.set()
 
-    async def run(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                if self.overflowed:
-                    log.warning("closing a WebSocket whose client fell %d bytes behind", self.pending)
-                    await self.ws.close(code=CLOSE_TOO_SLOW, message=b"client too slow: output buffer limit reached")
-                    return
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            data, opcode = queue.popleft()
-            self.pending -= len(data)
-            await self.ws.send_frame(data, opcode)
+    async def _write(self) -> None:
+        queue, ready, send = self._queue, self._ready, self.ws.send_frame
+        try:
+            while True:
+                if not queue:
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                data, opcode = queue.popleft()
+                self.pending -= len(data)
+                await send(data, opcode)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away; its receive loop ends the connection
+
+    async def _drop(self) -> None:
+        log.warning("dropping a WebSocket client %d bytes behind (client_buffer_limit %d)", self.pending, self.limit)
+        self._queue.clear()
+        await self.close(CLOSE_TOO_SLOW, "client too slow: output buffer limit reached")
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code and reason; a client that will not take even that is cut off.
+
+        aiohttp's writers share one drain future, so a close can also end by cancellation
+        when the connection's other tasks stop: whatever ends it, an unfinished close aborts.
+        """
+        closed = False
+        try:
+            async with asyncio.timeout(1):
+                await self.ws.close(code=code, message=reason.encode())
+            closed = True
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            if not closed:
+                self.abort()
 
 
 class Client:
     """One WebSocket connection to a kernel and its own shell, control and stdin sockets."""
 
-    def __init__(self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str, limit: int) -> None:
+    def __init__(self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str,
+                 abort: Callable[[], None]) -> None:
         self.relay = relay
         self.ws = ws
         self.session_id = session_id
         self.v1 = ws.ws_protocol == wire.V1_PROTOCOL
-        self.outbox = Outbox(ws, limit)
+        self.outbox = Outbox(ws, relay.client_limit, abort)
         identity = uuid.uuid4().hex.encode()
         self.sockets = {name: relay.connect(zmq.DEALER, name, identity) for name in wire.CHANNELS}
         self.tasks: list[asyncio.Task[None]] = []
@@ -100,22 +134,26 @@ class Client:
         while True:
             frames = await sock.recv_multipart()
             parts = relay.accept(frames, channel)
-            if parts is not None:
+            if parts is None:
+                continue
+            try:
                 self.send(name, parts)
+            except Exception:
+                log.exception("failed to relay a %s message", channel)
 
     def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.outbox.run())]
+        self.tasks = [self.outbox.start()]
         self.tasks += [asyncio.create_task(self.pump(c)) for c in wire.CHANNELS]
 
     async def receive(self) -> None:
         """Read the client's messages until it goes, relaying each to the kernel."""
         async for msg in self.ws:
             if msg.type == WSMsgType.TEXT:
-                self.from_client(msg.data.encode() if isinstance(msg.data, str) else msg.data, text=True)
+                self.from_client(msg.data, text=True)
             elif msg.type == WSMsgType.BINARY:
                 self.from_client(msg.data, text=False)
 
-    def from_client(self, data: bytes, text: bool) -> None:
+    def from_client(self, data: Any, text: bool) -> None:
         parent = None
         try:
             if self.v1:
@@ -137,7 +175,7 @@ class Client:
         self.relay.to_kernel(self.sockets[channel], channel, parts)
 
     async def close(self, code: int, message: str) -> None:
-        await self.ws.close(code=code, message=message.encode())
+        await self.outbox.close(code, message)
         self.stop()
 
     def stop(self) -> None:
@@ -204,10 +242,13 @@ class KernelRelay:
             if parts is None:
                 continue
             self._iopub_seen.set()
-            content = parts[3]
-            if len(content) < 64 and b"execution_state" in content:
-                self.on_status(orjson.loads(content).get("execution_state", ""))
-            self.broadcast(parts)
+            try:
+                content = parts[3]
+                if len(content) < 64 and b"execution_state" in content:
+                    self.on_status(orjson.loads(content).get("execution_state", ""))
+                self.broadcast(parts)
+            except Exception:  # one bad message must not stop the kernel's output
+                log.exception("failed to relay an iopub message")
 
     def broadcast(self, parts: list[bytes]) -> None:
         v1 = text = None
@@ -246,11 +287,11 @@ class KernelRelay:
         finally:
             sock.close(linger=0)
 
-    async def serve(self, ws: web.WebSocketResponse, session_id: str) -> None:
+    async def serve(self, ws: web.WebSocketResponse, session_id: str, abort: Callable[[], None]) -> None:
         stale = self.clients.pop(session_id, None)
         if stale is not None:
             await stale.close(CLOSE_REPLACED, "replaced by a newer connection with the same session_id")
-        client = Client(self, ws, session_id, self.client_limit)
+        client = Client(self, ws, session_id, abort)
         self.clients[session_id] = client
         client.start()
         try:

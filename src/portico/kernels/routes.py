@@ -94,7 +94,8 @@ class KernelRoutes:
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session_id = request.query.get("session_id") or uuid.uuid4().hex
-        await kernel.relay.serve(ws, session_id)
+        transport = request.transport
+        await kernel.relay.serve(ws, session_id, transport.abort if transport else lambda: None)
         return ws
 
     # sessions ----------------------------------------------------------------------------
