@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from portico import settings
-from portico_testing import KernelClient, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,3 +151,39 @@ def test_readme_run_command_prints_the_url_with_a_token() -> None:
         assert proc.wait(30) == 0
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_readme_python_example_runs(server: Server) -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code, "the README's Python example moved"
+    source = code.group(1).replace('"http://127.0.0.1:8888"', repr(server.url.rstrip("/")))
+    source = source.replace('"token secret"', repr(f"token {server.token}"))
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "42\n"
+
+
+async def test_tls_client_certificates(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=test-ca")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.pem",
+            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=c")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.pem", "-days", "1")
+    srv = start_server("--certfile", str(tmp_path / "server.pem"), "--keyfile", str(tmp_path / "server.key"),
+                       "--client-ca", str(tmp_path / "ca.pem"))
+    try:
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "server.pem"))
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(srv.url + "api", headers=srv.headers, ssl=trusting) as r:
+                await r.read()
+        trusting.load_cert_chain(str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
+        async with http.get(srv.url + "api", headers=srv.headers, ssl=trusting) as r:
+            assert r.status == 200
+    finally:
+        srv.stop()

@@ -119,3 +119,26 @@ async def test_lifecycle_events_are_logged_with_ids(http: aiohttp.ClientSession,
     assert f"kernel {kid} started" in log and f"kernel {kid} shut down" in log
     assert server.token not in log
     assert os.environ.get("PORTICO_TOKEN") is None
+
+
+async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    async def busy_kernel(srv: Server) -> str:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        await client.request("execute_request", {"code": "import time; time.sleep(60)"})
+        await client.next(lambda m: m["header"]["msg_type"] == "execute_input")
+        await client.close()
+        return kid
+
+    args = ("--cull-idle-timeout", "0.5", "--cull-interval", "0.2", "--root-dir", str(root_dir))
+    keep, cull = start_server(*args), start_server(*args, "--cull-busy", "true")
+    try:
+        kept, culled = await busy_kernel(keep), await busy_kernel(cull)
+        await asyncio.sleep(2)
+        async with http.get(f"{keep.url}api/kernels/{kept}", headers=keep.headers) as r:
+            assert r.status == 200 and (await r.json())["execution_state"] == "busy"
+        async with http.get(f"{cull.url}api/kernels/{culled}", headers=cull.headers) as r:
+            assert r.status == 404
+    finally:
+        keep.stop()
+        cull.stop()
