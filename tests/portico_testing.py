@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import signal
@@ -50,14 +51,23 @@ class Server:
                 self.proc.stdout.close()
 
 
+def die_with_parent() -> None:
+    """In the child: SIGTERM it when the test process dies, so a killed test run leaves no server."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_server(*args: str, env: dict[str, str] | None = None, token: str | None = "test-token",
                  timeout: float = 30) -> Server:
     """Start `python -m portico` on an ephemeral port and wait until it prints its URL."""
     argv = [sys.executable, "-m", "portico", "--port", "0", *args]
+    if "--pool-size" not in args:
+        argv += ["--pool-size", "0"]  # the pool has its own tests; elsewhere it only costs CPU
     if token is not None:
         argv += ["--token", token]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                            preexec_fn=die_with_parent)
     assert proc.stdout is not None and proc.stderr is not None
     stderr: list[str] = []
 
@@ -102,9 +112,11 @@ class KernelClient:
 
     @classmethod
     async def connect(cls, http: aiohttp.ClientSession, server: Server, kernel_id: str, v1: bool = True,
-                      session_id: str | None = None, **kw: Any) -> KernelClient:
+                      session_id: str | None = None, since: int | str | None = None, params: None = None,
+                      **kw: Any) -> KernelClient:
         session_id = session_id or uuid.uuid4().hex
-        ws = await http.ws_connect(f"{server.ws_url}api/kernels/{kernel_id}/channels?session_id={session_id}",
+        query = f"session_id={session_id}" + (f"&since={since}" if since is not None else "")
+        ws = await http.ws_connect(f"{server.ws_url}api/kernels/{kernel_id}/channels?{query}",
                                    protocols=[wire.V1_PROTOCOL] if v1 else [], headers=server.headers,
                                    max_msg_size=0, **kw)
         return cls(ws, session_id)
@@ -208,3 +220,11 @@ async def start_kernel(http: aiohttp.ClientSession, server: Server, **body: Any)
 def stdout_of(outputs: list[dict[str, Any]]) -> str:
     return "".join(m["content"]["text"] for m in outputs
                    if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+
+
+async def logged(server: Server, text: str, timeout: float = 10) -> bool:
+    """Whether the server logs text within timeout (its stderr is read by another thread)."""
+    async with asyncio.timeout(timeout):
+        while not any(text in line for line in list(server.stderr)):
+            await asyncio.sleep(0.02)
+    return True

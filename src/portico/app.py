@@ -83,7 +83,7 @@ def build_app(settings: Settings) -> web.Application:
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
 
     async def lifespan(app: web.Application) -> Any:
-        kernels.start_culling()
+        kernels.start_background()
         yield
         await kernels.shutdown_all()
 

@@ -76,6 +76,17 @@ class Settings:
     cull_interval: float = _opt(300.0, "Seconds between culling passes.", minimum=0.1)
     cull_connected: bool = _opt(False, "Also cull idle kernels that have clients connected.")
     cull_busy: bool = _opt(False, "Also cull kernels that are busy.")
+    # output journal and flow control
+    journal_max_bytes: int = _opt(32 * 1024 * 1024, "Bytes of iopub output kept per kernel for clients that reconnect; 0 turns the journal off.", minimum=0)
+    journal_max_age: float = _opt(600.0, "Seconds iopub output is kept in the journal.", minimum=0)
+    limit_rate: bool = _opt(False, "Apply Jupyter Server's iopub rate limits (below) to each connection; off by default, Portico never drops output otherwise.")
+    iopub_msg_rate_limit: float = _opt(1000.0, "With limit_rate: most iopub messages per second per connection; 0 for no limit.", minimum=0)
+    iopub_data_rate_limit: float = _opt(1000000.0, "With limit_rate: most stream bytes per second per connection; 0 for no limit.", minimum=0)
+    rate_limit_window: float = _opt(3.0, "With limit_rate: seconds over which the rates are averaged.", minimum=0.1)
+    # warm pool
+    pool_size: int = _opt(1, "Warm kernels kept ready for each pooled kernelspec; 0 turns the pool off.", minimum=0)
+    pool_kernels: list[str] = _opt([], "Kernelspecs that get a warm pool (default: the default kernelspec).")
+    seed: str = _opt("", "A notebook whose code cells run in every new kernel of its kernelspec before it is handed out, and again after a restart (Kernel Gateway's seed_uri).")
     # logging
     log_level: str = _opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("text", "Log line format.", choices=("text", "json"))
@@ -97,6 +108,8 @@ class Settings:
             except re.error as e:
                 raise SettingsError(f"option allow_origin_pat is not a valid regular expression: {e}") from None
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        if self.seed and not Path(self.seed).is_file():
+            raise SettingsError(f"option seed: {self.seed} is not a file")
         root = Path(self.root_dir or os.getcwd()).resolve()
         if not root.is_dir():
             raise SettingsError(f"option root_dir: {root} is not a directory")

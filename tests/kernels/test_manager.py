@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, logged, start_kernel, start_server, stdout_of
 
 
 async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.ClientSession, root_dir: Path) -> None:
@@ -25,7 +25,7 @@ async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.Clie
         assert statuses.count(201) == 10 and statuses.count(403) == 40
         async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
             kernels = await r.json()
-        assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels)
+        assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels), [k["execution_state"] for k in kernels]
     finally:
         srv.stop()
 
@@ -74,7 +74,7 @@ async def test_idle_kernels_are_culled_and_clients_told(http: aiohttp.ClientSess
         assert client.ws.close_code == 1001 and "culled after" in client.close_reason
         async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
             assert r.status == 404
-        assert any("culled" in line and kid in line for line in srv.stderr)
+        assert await logged(srv, f"kernel {kid} culled after")
     finally:
         srv.stop()
 
@@ -114,10 +114,8 @@ async def test_lifecycle_events_are_logged_with_ids(http: aiohttp.ClientSession,
     kid = await start_kernel(http, server)
     async with http.delete(f"{server.url}api/kernels/{kid}", headers=server.headers):
         pass
-    await asyncio.sleep(0.1)
-    log = "".join(server.stderr)
-    assert f"kernel {kid} started" in log and f"kernel {kid} shut down" in log
-    assert server.token not in log
+    assert await logged(server, f"kernel {kid} started") and await logged(server, f"kernel {kid} shut down")
+    assert server.token not in "".join(server.stderr)
     assert os.environ.get("PORTICO_TOKEN") is None
 
 

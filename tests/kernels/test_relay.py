@@ -9,11 +9,12 @@ import socket
 import struct
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, logged, start_kernel, start_server, stdout_of
 
 PROTOCOLS = [pytest.param(True, id="v1"), pytest.param(False, id="json")]
 
@@ -218,6 +219,13 @@ async def test_without_autorestart_a_dead_kernel_stays_dead(http: aiohttp.Client
         srv.stop()
 
 
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
 def stalled_websocket(srv: Server, kid: str) -> socket.socket:
     """A WebSocket client with a tiny receive buffer that never reads after the handshake."""
     host, port = srv.url.split("/")[2].split(":")
@@ -233,23 +241,27 @@ def stalled_websocket(srv: Server, kid: str) -> socket.socket:
 
 
 async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--client-buffer-limit", "200000")
+    srv = start_server("--client-buffer-limit", "200000", "--journal-max-bytes", "2000000")
     try:
         kid = await start_kernel(http, srv)
+        baseline = rss_kib(srv.proc.pid, "VmRSS")
         stalled = stalled_websocket(srv, kid)
         reader = KernelClient(await http.ws_connect(f"{srv.ws_url}api/kernels/{kid}/channels?session_id=r",
                                                     headers=srv.headers, max_msg_size=0), "r")
-        reply, outputs = await reader.execute("for i in range(8000): print(str(i).rjust(1000, '.'), flush=True)",
+        reply, outputs = await reader.execute("for i in range(8000): print(str(i).rjust(5000, '.'), flush=True)",
                                               timeout=60)
         lines = stdout_of(outputs).splitlines()
         assert len(lines) == 8000 and lines[-1].endswith("7999")
+        growth = rss_kib(srv.proc.pid, "VmHWM") - baseline
+        assert growth < 25_000, f"the server grew by {growth} KiB relaying 40 MB past a stalled client"
+
         async with asyncio.timeout(10):
             while True:
                 async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
                     if (await r.json())["connections"] == 1:
                         break
                 await asyncio.sleep(0.05)
-        assert any("dropping a WebSocket client" in line for line in srv.stderr)
+        assert await logged(srv, "dropping a WebSocket client")
         stalled.close()
         await reader.close()
     finally:

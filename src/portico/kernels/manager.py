@@ -19,7 +19,9 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ..settings import Settings
 from ..web.errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
-from .relay import KernelRelay, Stats
+from .pool import Pool
+from .relay import KernelRelay, RelayOptions, Stats
+from .seed import Seed
 from .specs import Specs
 
 log = logging.getLogger("portico")
@@ -74,6 +76,12 @@ class Kernels:
         self._context: zmq.asyncio.Context | None = None
         self._starting = 0
         self._culler: asyncio.Task[None] | None = None
+        s = settings
+        self.relay_options = RelayOptions(
+            s.client_buffer_limit, s.journal_max_bytes, s.journal_max_age,
+            (s.iopub_msg_rate_limit, s.iopub_data_rate_limit, s.rate_limit_window) if s.limit_rate else None)
+        self.seed = Seed.load(s.seed, s.default_kernel_name) if s.seed else None
+        self.pool = Pool(self._launch_warm, s.pool_kernels or [s.default_kernel_name], s.pool_size)
 
     @property
     def context(self) -> zmq.asyncio.Context:
@@ -110,16 +118,25 @@ class Kernels:
             target = target.parent
         return str(target)
 
+    def base_env(self) -> dict[str, str]:
+        """PATH and the inherited allow-list; never PORTICO_* or anything holding the token."""
+        env = {"PATH": os.environ.get("PATH", os.defpath)}
+        env.update((k, os.environ[k]) for k in self.settings.kernel_env_inherit if k in os.environ)
+        return self._without_secrets(env)
+
+    def _without_secrets(self, env: dict[str, str]) -> dict[str, str]:
+        token = self.settings.token
+        return {k: v for k, v in env.items() if not k.startswith("PORTICO_") and not (token and token in v)}
+
     def kernel_env(self, requested: Any) -> dict[str, str]:
-        """PATH, the inherited allow-list, and the accepted request entries; never the token."""
+        """The accepted request entries: KERNEL_* and kernel_env_allow names, plain names, strings."""
         if requested is None:
             requested = {}
         if not isinstance(requested, dict):
             raise BadRequest("env must be an object of string names to string values.")
         if len(requested) > MAX_ENV_ENTRIES:
             raise BadRequest(f"env has {len(requested)} entries; at most {MAX_ENV_ENTRIES} are accepted.")
-        env = {"PATH": os.environ.get("PATH", os.defpath)}
-        env.update((k, os.environ[k]) for k in self.settings.kernel_env_inherit if k in os.environ)
+        env: dict[str, str] = {}
         allowed = set(self.settings.kernel_env_allow)
         for name, value in requested.items():
             if not isinstance(value, str) or not ENV_NAME.fullmatch(name):
@@ -128,8 +145,7 @@ class Kernels:
                 raise BadRequest(f"env entry {name!r} is longer than {MAX_ENV_VALUE} characters.")
             if name.startswith("KERNEL_") or name in allowed:
                 env[name] = value
-        token = self.settings.token
-        return {k: v for k, v in env.items() if not k.startswith("PORTICO_") and not (token and token in v)}
+        return self._without_secrets(env)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, name: Any = None, path: Any = None, env: Any = None, kernel_id: Any = None) -> Kernel:
@@ -141,19 +157,30 @@ class Kernels:
             if kernel_id in self.kernels:
                 return self.kernels[kernel_id]
         self.specs.get(name)
-        cwd, kernel_env = self.working_dir(path), self.kernel_env(env)
+        cwd, extra_env = self.working_dir(path), self.kernel_env(env)
         limit = self.settings.max_kernels
         if limit and len(self.kernels) + self._starting >= limit:
             raise LimitReached(f"Maximum number of kernels ({limit}) reached; shut one down or raise max_kernels.")
-        self._starting += 1
-        try:
-            kernel = await self._launch(kernel_id or str(uuid.uuid4()), name, cwd, kernel_env)
-        finally:
-            self._starting -= 1
+        warm = self.pool.take(name) if not extra_env and cwd == self.settings.root_dir else None
+        if warm is not None:
+            assert warm.relay is not None
+            warm.id = kernel_id or warm.id
+            warm.relay.reset_journal()
+            kernel, origin = warm, "from the warm pool"
+        else:
+            self._starting += 1
+            try:
+                kernel = await self._launch(kernel_id or str(uuid.uuid4()), name, cwd, {**self.base_env(), **extra_env})
+            finally:
+                self._starting -= 1
+            origin = "cold"
         self.kernels[kernel.id] = kernel
         kernel.watcher = asyncio.create_task(self._watch(kernel))
-        log.info("kernel %s started (%s) in %s", kernel.id, name, cwd)
+        log.info("kernel %s started (%s, %s) in %s", kernel.id, name, origin, cwd)
         return kernel
+
+    async def _launch_warm(self, name: str) -> Kernel:
+        return await self._launch(str(uuid.uuid4()), name, self.settings.root_dir, self.base_env())
 
     @staticmethod
     def _valid_id(kernel_id: Any) -> str:
@@ -171,19 +198,42 @@ class Kernels:
         kernel = Kernel(kernel_id, name, km)
         try:
             await km.start_kernel(cwd=cwd, env=env)
-        except Exception as e:
+        except BaseException as e:  # a failed or cancelled start leaves no process behind
+            if km.has_kernel:
+                await asyncio.shield(km.shutdown_kernel(now=True))
+            if not isinstance(e, Exception):
+                raise
             log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, e)
             raise Unavailable(f"Kernel {name!r} failed to start: {e}", "Kernel Failed") from None
         kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats,
-                                   self.settings.client_buffer_limit, kernel.set_state)
+                                   self.relay_options, kernel.set_state)
         try:
-            await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+            await self._ready(kernel)
         except TimeoutError:
             await self._dispose(kernel, "did not answer in time")
             raise Unavailable(f"Kernel {name!r} did not answer within {self.settings.kernel_start_timeout} s "
                               "(option kernel_start_timeout).", "Kernel Timeout") from None
+        except Unavailable:
+            await self._dispose(kernel, "failed to seed")
+            raise
+        except BaseException:  # cancelled (shutdown while a warm kernel starts): leave no process behind
+            await asyncio.shield(self._dispose(kernel, "start cancelled"))
+            raise
         kernel.execution_state = "idle"
         return kernel
+
+    async def _ready(self, kernel: Kernel) -> None:
+        """Until the kernel answers, then run the seed notebook in it when it applies."""
+        assert kernel.relay is not None
+        timeout = self.settings.kernel_start_timeout
+        await kernel.relay.wait_ready(timeout)
+        if self.seed is None or self.seed.kernel_name != kernel.name:
+            return
+        for number, code in enumerate(self.seed.cells, 1):
+            reply = await kernel.relay.execute(code, timeout)
+            if reply.get("status") != "ok":
+                raise Unavailable(f"Seed notebook {self.seed.path}, code cell {number}: "
+                                  f"{reply.get('ename')}: {reply.get('evalue')}", "Seed Failed")
 
     async def _watch(self, kernel: Kernel) -> None:
         """Notice a kernel process that died; restart it or mark it dead."""
@@ -205,7 +255,7 @@ class Kernels:
             kernel.relay.broadcast_status("restarting")
             try:
                 await kernel.km.restart_kernel(now=True)
-                await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+                await self._ready(kernel)
                 kernel.execution_state = "idle"
                 return
             except Exception as e:
@@ -224,7 +274,7 @@ class Kernels:
             kernel.execution_state = "restarting"
             try:
                 await kernel.km.restart_kernel(now=False)
-                await kernel.relay.wait_ready(self.settings.kernel_start_timeout)
+                await self._ready(kernel)
             except Exception as e:
                 kernel.execution_state, kernel.reason = "dead", f"restart failed: {e}"
                 kernel.relay.broadcast_status("dead")
@@ -263,13 +313,17 @@ class Kernels:
     async def shutdown_all(self) -> None:
         if self._culler is not None:
             self._culler.cancel()
+        warm = await self.pool.drain()
         ids = list(self.kernels)
-        await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids), return_exceptions=True)
+        await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids),
+                             *(self._dispose(k, "warm kernel shut down with the server") for k in warm),
+                             return_exceptions=True)
         if self._context is not None:
             self._context.destroy(linger=0)
 
     # culling -----------------------------------------------------------------------------
-    def start_culling(self) -> None:
+    def start_background(self) -> None:
+        self.pool.start()
         if self.settings.cull_idle_timeout > 0:
             self._culler = asyncio.create_task(self._cull_loop())
 

@@ -1,11 +1,11 @@
 """ZeroMQ <-> WebSocket for one kernel.
 
-One iopub SUB socket per kernel, fanned out to every client.  Each client connection gets
-its own DEALER sockets for shell, control and stdin; shell and stdin share an identity so
-the kernel's input_request reaches the client that ran the code.  The v1 protocol relays
-frames as they came; the JSON protocol is assembled from the raw frames (only the header
-is read).  Every client has a bounded outbox: a client that cannot keep up is disconnected
-with close code 4008 instead of growing the server's memory or slowing the others.
+One iopub SUB socket per kernel: each message is numbered in the kernel's journal and
+fanned out to every client.  Each client connection gets its own DEALER sockets for shell,
+control and stdin; shell and stdin share an identity so the kernel's input_request reaches
+the client that ran the code.  The v1 protocol relays frames as they came; the JSON
+protocol is assembled from the raw frames (only the header is read).  A client that
+reconnects (same session_id) or asks with ?since=N gets what it missed from the journal.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,105 +25,76 @@ import zmq.asyncio
 from aiohttp import WSMsgType, web
 
 from . import wire
+from .journal import Journal
+from .outbox import Outbox, RateLimit
 
 log = logging.getLogger("portico")
 
 CLOSE_REPLACED = 4000  # a newer connection with the same session_id took over
-CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: its outbox overflowed
 CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
+REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
+FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
 Stats = Counter[tuple[str, str]]  # (channel, "to_kernel" | "from_kernel") -> messages
 
 
-class Outbox:
-    """What is waiting to be written to one WebSocket, bounded in bytes.
-
-    Past the bound the client is dropped (close code 4008, or the connection aborted if it
-    will not even take the close frame) rather than slowing the kernel's other clients.
-    """
-
-    def __init__(self, ws: web.WebSocketResponse, limit: int, abort: Callable[[], None]) -> None:
-        self.ws = ws
-        self.limit = limit
-        self.abort = abort
-        self.pending = 0
-        self.overflowed = False
-        self._queue: deque[tuple[bytes, WSMsgType]] = deque()
-        self._ready = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._dropper: asyncio.Task[None] | None = None
-
-    def start(self) -> asyncio.Task[None]:
-        self._writer = asyncio.create_task(self._write())
-        return self._writer
-
-    def put(self, data: bytes, binary: bool) -> None:
-        if self.overflowed:
-            return
-        self.pending += len(data)
-        if self.pending > self.limit:
-            self.overflowed = True
-            self._dropper = asyncio.create_task(self._drop())
-            return
-        self._queue.append((data, WSMsgType.BINARY if binary else WSMsgType.TEXT))
-        self._ready.set()
-
-    async def _write(self) -> None:
-        queue, ready, send = self._queue, self._ready, self.ws.send_frame
-        try:
-            while True:
-                if not queue:
-                    ready.clear()
-                    await ready.wait()
-                    continue
-                data, opcode = queue.popleft()
-                self.pending -= len(data)
-                await send(data, opcode)
-        except (ConnectionError, RuntimeError):
-            pass  # the client went away; its receive loop ends the connection
-
-    async def _drop(self) -> None:
-        log.warning("dropping a WebSocket client %d bytes behind (client_buffer_limit %d)", self.pending, self.limit)
-        self._queue.clear()
-        await self.close(CLOSE_TOO_SLOW, "client too slow: output buffer limit reached")
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close with a code and reason; a client that will not take even that is cut off.
-
-        aiohttp's writers share one drain future, so a close can also end by cancellation
-        when the connection's other tasks stop: whatever ends it, an unfinished close aborts.
-        """
-        closed = False
-        try:
-            async with asyncio.timeout(1):
-                await self.ws.close(code=code, message=reason.encode())
-            closed = True
-        except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
-            if not closed:
-                self.abort()
+@dataclass(frozen=True)
+class RelayOptions:
+    client_limit: int
+    journal_bytes: int
+    journal_age: float
+    rate_limit: tuple[float, float, float] | None  # (msgs/s, bytes/s, window) when limit_rate is on
 
 
 class Client:
     """One WebSocket connection to a kernel and its own shell, control and stdin sockets."""
 
-    def __init__(self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str,
+    def __init__(self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str, aware: bool,
                  abort: Callable[[], None]) -> None:
         self.relay = relay
         self.ws = ws
         self.session_id = session_id
         self.v1 = ws.ws_protocol == wire.V1_PROTOCOL
-        self.outbox = Outbox(ws, relay.client_limit, abort)
+        self.aware = aware  # asked with ?since=: iopub metadata carries portico_seq
+        self.kind = (self.v1, aware)  # clients of one kind share one encoding of a message
+        self.outbox = Outbox(ws, relay.options.client_limit, abort, self.encode_iopub)
+        limits = relay.options.rate_limit
+        self.limit = RateLimit(*limits) if limits else None
         identity = uuid.uuid4().hex.encode()
         self.sockets = {name: relay.connect(zmq.DEALER, name, identity) for name in wire.CHANNELS}
         self.tasks: list[asyncio.Task[None]] = []
 
-    def send(self, channel: bytes, parts: list[bytes]) -> None:
+    def encode(self, channel: bytes, parts: list[bytes]) -> tuple[bytes, bool]:
         if self.v1:
-            self.outbox.put(wire.to_v1(channel, parts), True)
-        else:
-            self.outbox.put(*wire.to_json(channel, parts, orjson.loads(parts[0])))
+            return wire.to_v1(channel, parts), True
+        return wire.to_json(channel, parts, orjson.loads(parts[0]))
+
+    def encode_iopub(self, parts: list[bytes], seq: int) -> tuple[bytes, bool]:
+        return self.encode(b"iopub", wire.with_seq(parts, seq) if self.aware else parts)
+
+    def send(self, channel: bytes, parts: list[bytes]) -> None:
+        self.outbox.put(*self.encode(channel, parts))
+
+    def deliver(self, parts: list[bytes], seq: int, encoded: tuple[bytes, bool]) -> None:
+        """One iopub message, already encoded for this client's kind."""
+        if self.limit is not None and not self._within_limit(parts):
+            return
+        self.outbox.put(encoded[0], encoded[1], seq, parts)
+
+    def _within_limit(self, parts: list[bytes]) -> bool:
+        assert self.limit is not None
+        header = orjson.loads(parts[0])
+        allowed, notice = self.limit.allow(header.get("msg_type", ""), sum(map(len, parts)), time.monotonic())
+        if notice:
+            text = self.limit.notice(notice)
+            log.warning("%s", text.splitlines()[0] + " (session %s)" % self.session_id)
+            parent = orjson.loads(parts[1]) if parts[1] != b"{}" else None
+            self.send(b"iopub", wire.build("stream", {"name": "stderr", "text": text}, parent).parts)
+        return allowed
+
+    def notify_gap(self, first: int, last: int) -> None:
+        built = wire.build("portico_journal_gap", {"first": first, "last": last})
+        self.send(b"iopub", built.parts)
 
     def send_error(self, text: str, channel: str = "shell", parent: dict[str, Any] | None = None) -> None:
         """Tell this client (only) that its message was refused, and why."""
@@ -179,6 +151,7 @@ class Client:
         self.stop()
 
     def stop(self) -> None:
+        self.outbox.stop()
         for task in self.tasks:
             task.cancel()
         for sock in self.sockets.values():
@@ -186,20 +159,22 @@ class Client:
 
 
 class KernelRelay:
-    """The channels of one kernel: iopub fan-out, per-client sockets, readiness, status."""
+    """The channels of one kernel: iopub fan-out and journal, per-client sockets, readiness."""
 
     def __init__(self, context: zmq.asyncio.Context, connection: dict[str, Any], stats: Stats,
-                 client_limit: int, on_status: Callable[[str], None]) -> None:
+                 options: RelayOptions, on_status: Callable[[str], None]) -> None:
         self.context = context
         self.connection = connection
-        self.signer = wire.Signer(connection["key"] if isinstance(connection["key"], bytes)
-                                  else connection["key"].encode())
+        key = connection["key"]
+        self.signer = wire.Signer(key if isinstance(key, bytes) else key.encode())
         self.stats = stats
-        self.client_limit = client_limit
+        self.options = options
         self.on_status = on_status
+        self.journal = Journal(options.journal_bytes, options.journal_age)
         self.clients: dict[str, Client] = {}
+        self.positions: OrderedDict[str, int] = OrderedDict()  # session_id -> last seq written
         self.last_activity = time.time()
-        self._iopub_seen = asyncio.Event()
+        self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
         self._iopub = self.connect(zmq.SUB, "iopub")
         self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self._task = asyncio.create_task(self._fan_out())
@@ -235,30 +210,39 @@ class KernelRelay:
         self.last_activity = time.time()
 
     async def _fan_out(self) -> None:
-        sock = self._iopub
+        sock, burst = self._iopub, 0
         while True:
+            # zmq.asyncio hands back queued messages without suspending: yield now and then so
+            # the writers drain the outboxes while the kernel floods.
+            burst += 1
+            if burst == FAIRNESS_BURST:
+                burst = 0
+                await asyncio.sleep(0)
             frames = await sock.recv_multipart()
             parts = self.accept(frames, "iopub")
             if parts is None:
                 continue
-            self._iopub_seen.set()
             try:
                 content = parts[3]
                 if len(content) < 64 and b"execution_state" in content:
-                    self.on_status(orjson.loads(content).get("execution_state", ""))
+                    state = orjson.loads(content).get("execution_state", "")
+                    self.on_status(state)
+                    if state == "idle" and self._idle_for:
+                        waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
+                        if waiter is not None:
+                            waiter.set()
                 self.broadcast(parts)
             except Exception:  # one bad message must not stop the kernel's output
                 log.exception("failed to relay an iopub message")
 
     def broadcast(self, parts: list[bytes]) -> None:
-        v1 = text = None
+        seq = self.journal.append(parts)
+        encoded: dict[tuple[bool, bool], tuple[bytes, bool]] = {}
         for client in self.clients.values():
-            if client.v1:
-                v1 = v1 or wire.to_v1(b"iopub", parts)
-                client.outbox.put(v1, True)
-            else:
-                text = text or wire.to_json(b"iopub", parts, orjson.loads(parts[0]))
-                client.outbox.put(*text)
+            frame = encoded.get(client.kind)
+            if frame is None:
+                frame = encoded[client.kind] = client.encode_iopub(parts, seq)
+            client.deliver(parts, seq, frame)
 
     def broadcast_status(self, state: str) -> None:
         """A status message from Portico itself (restarting, dead) to every client."""
@@ -268,38 +252,100 @@ class KernelRelay:
         """Until the kernel answers kernel_info and its iopub reaches our subscription.
 
         A SUB socket drops what is published before its subscription lands, so after each
-        reply we look for the busy/idle around it on iopub, and ask again if it was lost.
-        One request is outstanding at a time, so none is left to run after we return.
+        reply we wait for the status: idle that ends it on iopub, and ask again if it was
+        lost.  One request is outstanding at a time, and we return only once the kernel is
+        idle, so no status of ours arrives after the kernel is handed out.
         """
         sock = self.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    self._iopub_seen.clear()
-                    await sock.send_multipart(self.signer.frames(wire.build("kernel_info_request", {}).parts))
-                    await sock.recv_multipart()
+                    request = wire.build("kernel_info_request", {})
+                    idle = self._idle_for[request.header["msg_id"]] = asyncio.Event()
                     try:
+                        await sock.send_multipart(self.signer.frames(request.parts))
+                        await sock.recv_multipart()
                         async with asyncio.timeout(0.25):
-                            await self._iopub_seen.wait()
+                            await idle.wait()
                             return
                     except TimeoutError:
                         pass
+                    finally:
+                        del self._idle_for[request.header["msg_id"]]
         finally:
             sock.close(linger=0)
 
-    async def serve(self, ws: web.WebSocketResponse, session_id: str, abort: Callable[[], None]) -> None:
+    async def execute(self, code: str, timeout: float) -> dict[str, Any]:
+        """Run code on a socket of Portico's own; the execute_reply's content."""
+        sock = self.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
+        request = wire.build("execute_request", {"code": code, "silent": True, "store_history": False,
+                                                 "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        try:
+            await sock.send_multipart(self.signer.frames(request.parts))
+            async with asyncio.timeout(timeout):
+                while True:
+                    parts = self.accept(await sock.recv_multipart(), "shell")
+                    if parts is not None and orjson.loads(parts[1]).get("msg_id") == request.header["msg_id"]:
+                        content: dict[str, Any] = orjson.loads(parts[3])
+                        return content
+        finally:
+            sock.close(linger=0)
+
+    def reset_journal(self) -> None:
+        """A fresh journal (a warm kernel's seeding is not its new owner's output)."""
+        self.journal = Journal(self.options.journal_bytes, self.options.journal_age)
+
+    async def serve(self, ws: web.WebSocketResponse, session_id: str, since: int | None,
+                    abort: Callable[[], None]) -> None:
         stale = self.clients.pop(session_id, None)
         if stale is not None:
             await stale.close(CLOSE_REPLACED, "replaced by a newer connection with the same session_id")
-        client = Client(self, ws, session_id, abort)
-        self.clients[session_id] = client
+            self._remember(stale)
+        position = since if since is not None else self.positions.pop(session_id, None)
+        client = Client(self, ws, session_id, since is not None, abort)
         client.start()
         try:
+            await self._replay(client, position)
+            if position is None:  # what came before this connection was never asked for
+                client.outbox.last_seq = self.journal.next_seq - 1
+            self.clients[session_id] = client
             await client.receive()
         finally:
             if self.clients.get(session_id) is client:
                 del self.clients[session_id]
+                self._remember(client)
             client.stop()
+
+    def _remember(self, client: Client) -> None:
+        if client.outbox.last_seq:
+            self.positions[client.session_id] = client.outbox.last_seq
+            self.positions.move_to_end(client.session_id)
+            while len(self.positions) > REMEMBERED_SESSIONS:
+                self.positions.popitem(last=False)
+
+    async def _replay(self, client: Client, position: int | None) -> None:
+        """Feed the client what came after position, then return with it caught up.
+
+        The caller registers the client for live messages right after, with no await in
+        between, so nothing is missed and nothing comes twice.
+        """
+        if position is None:
+            return
+        journal, seq = self.journal, position + 1
+        while seq < journal.next_seq:
+            parts = journal.get(seq)
+            if parts is None:
+                first = journal.first_seq
+                log.info("session %s asked from seq %d; the journal starts at %d", client.session_id, seq, first)
+                if client.aware:
+                    client.notify_gap(seq, first - 1)
+                seq = first
+                continue
+            client.outbox.put(*client.encode_iopub(parts, seq), seq, parts)
+            seq += 1
+            if client.outbox.overflowed:
+                return
+            await client.outbox.roomy()
 
     async def disconnect_all(self, code: int, reason: str) -> None:
         clients = list(self.clients.values())

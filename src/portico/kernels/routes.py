@@ -86,6 +86,7 @@ class KernelRoutes:
         kernel = self.kernels.get(request.match_info["id"])
         if kernel.relay is None or kernel.execution_state == "dead":
             raise NotFound(f"Kernel {kernel.id} is dead: {kernel.reason}.", "Kernel Dead")
+        since = self._since(request)
         s = self.settings
         ws = web.WebSocketResponse(protocols=[wire.V1_PROTOCOL], heartbeat=s.ws_ping_interval or None,
                                    max_msg_size=s.ws_max_message_size, compress=False)
@@ -95,8 +96,17 @@ class KernelRoutes:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session_id = request.query.get("session_id") or uuid.uuid4().hex
         transport = request.transport
-        await kernel.relay.serve(ws, session_id, transport.abort if transport else lambda: None)
+        await kernel.relay.serve(ws, session_id, since, transport.abort if transport else lambda: None)
         return ws
+
+    @staticmethod
+    def _since(request: web.Request) -> int | None:
+        raw = request.query.get("since")
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            raise BadRequest("since must be a journal sequence number (a whole number, 0 for everything kept).")
+        return int(raw)
 
     # sessions ----------------------------------------------------------------------------
     async def list_sessions(self, request: web.Request) -> web.Response:

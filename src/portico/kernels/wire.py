@@ -149,6 +149,14 @@ def parts_from_json(msg: dict[str, Any]) -> list[bytes]:
     return [orjson.dumps(header), *parts]
 
 
+def with_seq(parts: list[bytes], seq: int) -> list[bytes]:
+    """The parts with the journal sequence number spliced into the metadata, unparsed."""
+    metadata = parts[2].strip()
+    tag = b'{"portico_seq":%d' % seq
+    metadata = tag + b"}" if metadata in (b"{}", b"") else tag + b"," + metadata[1:]
+    return [parts[0], parts[1], metadata, *parts[3:]]
+
+
 # messages Portico itself sends -------------------------------------------------------------
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -31,6 +31,10 @@ class KernelCollector:
         yield by_state
         yield GaugeMetricFamily("portico_websocket_connections", "Open kernel WebSocket connections",
                                 value=self.kernels.connections())
+        pool = GaugeMetricFamily("portico_pool_kernels", "Warm kernels ready, by kernelspec", labels=["kernelspec"])
+        for spec, n in self.kernels.pool.counts().items():
+            pool.add_metric([spec], n)
+        yield pool
         messages = CounterMetricFamily("portico_kernel_messages", "Kernel messages relayed",
                                        labels=["channel", "direction"])
         for (channel, direction), n in sorted(self.kernels.stats.items()):

@@ -1,0 +1,26 @@
+"""A seed notebook: code cells run in every new kernel of its kernelspec (Kernel Gateway's seed_uri)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nbformat
+
+from ..settings import SettingsError
+
+
+@dataclass(frozen=True)
+class Seed:
+    path: str
+    kernel_name: str
+    cells: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: str, default_kernel: str) -> Seed:
+        try:
+            nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        except Exception as e:
+            raise SettingsError(f"option seed: {path} is not a readable notebook ({e})") from None
+        name = nb.metadata.get("kernelspec", {}).get("name") or default_kernel
+        cells = tuple(c.source for c in nb.cells if c.cell_type == "code" and c.source.strip())
+        return cls(path, name, cells)
