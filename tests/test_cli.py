@@ -86,6 +86,26 @@ def test_port_in_use_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_right_after_start_still_cleans_up(sig: int) -> None:
+    srv = start_server("--pool-size", "2")  # warm kernels are starting when the signal comes
+    assert srv.stop(sig) == 0
+    assert "shutdown complete" in "".join(srv.stderr)
+    assert kernels_of(srv.proc.pid) == []
+
+
+def kernels_of(server_pid: int) -> list[int]:
+    """Live processes started by that server's kernel launcher (jupyter_client sets JPY_PARENT_PID)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"JPY_PARENT_PID={server_pid}\0".encode() in environ.read_bytes() and alive(int(environ.parent.name)):
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.ClientSession, sig: int) -> None:
     srv = start_server()
     pids = []
@@ -104,6 +124,7 @@ async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.Clien
         await asyncio.wait_for(client.closed.wait(), 5)
     await asyncio.sleep(0.2)
     assert [p for p in pids if alive(p)] == []
+    assert kernels_of(srv.proc.pid) == []
     log = "".join(srv.stderr)
     assert "shutdown complete" in log
 

@@ -73,6 +73,10 @@ def url(s: Settings, port: int) -> str:
 
 async def serve(s: Settings) -> None:
     tls = ssl_context(s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anything starts: no window without cleanup
+        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(build_app(s), access_log_class=AccessLogger, handle_signals=False,
                            shutdown_timeout=5.0)
     await runner.setup()
@@ -87,10 +91,6 @@ async def serve(s: Settings) -> None:
         if s.disable_auth:
             log.warning("AUTHENTICATION IS DISABLED: anyone who can reach %s:%d can run code as this user", s.ip, port)
         print(f"Portico {__version__} is serving at {url(s, port)}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down: closing connections and stopping kernels")
     finally:
