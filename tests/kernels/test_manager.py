@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from portico_testing import KernelClient, Server, logged, start_kernel, start_server, stdout_of
 
@@ -140,3 +143,40 @@ async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientS
     finally:
         keep.stop()
         cull.stop()
+
+
+async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(http: aiohttp.ClientSession,
+                                                                       tmp_path: Path) -> None:
+    spec = tmp_path / "kernels" / "crashy"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"],
+        "display_name": "Crashy", "language": "python"}))
+    srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
+    try:
+        async with http.post(srv.url + "api/kernels", json={"name": "crashy"}, headers=srv.headers) as r:
+            body = await r.json()
+        assert r.status == 503 and "exited while starting (exit code 3), 3 times" in body["message"]
+        assert await logged(srv, "exited while starting (attempt 3 of 3)")
+        assert await start_kernel(http, srv)  # the server serves on
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, transport: str) -> None:
+    srv = start_server("--kernel-transport", transport, "--root-dir", str(root_dir))
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        _, outputs = await client.execute("import json, ipykernel.connect as c; f = c.get_connection_file(); "
+                                          "print(json.load(open(f))['transport'], f)")
+        kind, connection_file = stdout_of(outputs).split()
+        assert kind == transport
+        sockets = list(Path(connection_file).parent.glob("k-*-ipc-*"))
+        await client.close()
+    finally:
+        srv.stop()
+    if transport == "ipc":
+        assert len(sockets) == 5 and Path(connection_file).parent.name.startswith("portico-")
+        assert not Path(connection_file).parent.exists(), "the ipc directory is removed at shutdown"

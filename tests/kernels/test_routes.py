@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -153,3 +154,19 @@ async def test_listing_kernels_can_be_turned_off(http: aiohttp.ClientSession, ro
             assert r.status == 404 and "list_kernels" in (await r.json())["message"]
     finally:
         srv.stop()
+
+
+async def test_concurrent_creates_with_one_kernel_id_start_one_kernel(http: aiohttp.ClientSession,
+                                                                      server: Server) -> None:
+    kid = "5a1e0c2d-8f3b-4c6e-9d7a-1b2c3d4e5f60"
+
+    async def create() -> int:
+        async with http.post(server.url + "api/kernels", json={"kernel_id": kid}, headers=server.headers) as r:
+            return r.status
+
+    statuses = sorted(await asyncio.gather(create(), create(), create()))
+    assert statuses[0] == 201 and set(statuses) <= {201, 409}
+    async with http.get(server.url + "api/kernels", headers=server.headers) as r:
+        assert [k["id"] for k in await r.json()].count(kid) == 1
+    async with http.delete(f"{server.url}api/kernels/{kid}", headers=server.headers) as r:
+        assert r.status == 204

@@ -6,25 +6,36 @@ import asyncio
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
 from ..settings import Settings
-from ..web.errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
+from ..web.errors import BadRequest, Conflict, Forbidden, LimitReached, NotFound, Unavailable
 from .pool import Pool
 from .relay import KernelRelay, RelayOptions, Stats
 from .seed import Seed
 from .specs import Specs
 
 log = logging.getLogger("portico")
+
+START_ATTEMPTS = 3  # a kernel process that dies while starting is started again, this many times in all
+STARTUP_POLL = 0.1  # seconds between checks that a starting kernel's process is still there
+
+
+class KernelExited(Exception):
+    """The kernel process ended before it answered."""
+
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_ENV_ENTRIES = 256
@@ -75,6 +86,8 @@ class Kernels:
         self.stats: Stats = Counter()
         self._context: zmq.asyncio.Context | None = None
         self._starting = 0
+        self._reserved: set[str] = set()  # ids of kernels being started
+        self._ipc_dir: str | None = None
         self._culler: asyncio.Task[None] | None = None
         s = settings
         self.relay_options = RelayOptions(
@@ -156,6 +169,8 @@ class Kernels:
             kernel_id = self._valid_id(kernel_id)
             if kernel_id in self.kernels:
                 return self.kernels[kernel_id]
+            if kernel_id in self._reserved:
+                raise Conflict(f"Kernel {kernel_id} is being started by another request; ask again in a moment.")
         self.specs.get(name)
         cwd, extra_env = self.working_dir(path), self.kernel_env(env)
         limit = self.settings.max_kernels
@@ -168,11 +183,14 @@ class Kernels:
             warm.relay.reset_journal()
             kernel, origin = warm, "from the warm pool"
         else:
+            new_id = kernel_id or str(uuid.uuid4())
             self._starting += 1
+            self._reserved.add(new_id)
             try:
-                kernel = await self._launch(kernel_id or str(uuid.uuid4()), name, cwd, {**self.base_env(), **extra_env})
+                kernel = await self._launch(new_id, name, cwd, {**self.base_env(), **extra_env})
             finally:
                 self._starting -= 1
+                self._reserved.discard(new_id)
             origin = "cold"
         self.kernels[kernel.id] = kernel
         kernel.watcher = asyncio.create_task(self._watch(kernel))
@@ -191,9 +209,32 @@ class Kernels:
             pass
         raise BadRequest("kernel_id must be a UUID string.")
 
+    @property
+    def ipc_dir(self) -> str:
+        """A private (0700) directory for the kernels' ipc sockets, removed at shutdown."""
+        if self._ipc_dir is None:
+            self._ipc_dir = tempfile.mkdtemp(prefix="portico-")
+        return self._ipc_dir
+
     async def _launch(self, kernel_id: str, name: str, cwd: str, env: dict[str, str]) -> Kernel:
+        """A started, ready (and seeded) kernel; a process that dies while starting is tried again."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await self._launch_once(kernel_id, name, cwd, env)
+            except KernelExited as e:
+                log.warning("kernel %s (%s) exited while starting (attempt %d of %d): %s",
+                            kernel_id, name, attempt, START_ATTEMPTS, e)
+                if attempt == START_ATTEMPTS:
+                    raise Unavailable(f"Kernel {name!r} exited while starting ({e}), {attempt} times; "
+                                      "see the server log.", "Kernel Failed") from None
+        raise AssertionError("unreachable")
+
+    async def _launch_once(self, kernel_id: str, name: str, cwd: str, env: dict[str, str]) -> Kernel:
+        options: dict[str, Any] = {"transport": self.settings.kernel_transport}
+        if self.settings.kernel_transport == "ipc":
+            options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
         km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
-                                context=self.context)
+                                context=self.context, **options)
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
         kernel = Kernel(kernel_id, name, km)
         try:
@@ -209,6 +250,9 @@ class Kernels:
                                    self.relay_options, kernel.set_state)
         try:
             await self._ready(kernel)
+        except KernelExited:
+            await self._dispose(kernel, "exited while starting")
+            raise
         except TimeoutError:
             await self._dispose(kernel, "did not answer in time")
             raise Unavailable(f"Kernel {name!r} did not answer within {self.settings.kernel_start_timeout} s "
@@ -226,7 +270,7 @@ class Kernels:
         """Until the kernel answers, then run the seed notebook in it when it applies."""
         assert kernel.relay is not None
         timeout = self.settings.kernel_start_timeout
-        await kernel.relay.wait_ready(timeout)
+        await self._unless_it_exits(kernel, kernel.relay.wait_ready(timeout))
         if self.seed is None or self.seed.kernel_name != kernel.name:
             return
         for number, code in enumerate(self.seed.cells, 1):
@@ -234,6 +278,20 @@ class Kernels:
             if reply.get("status") != "ok":
                 raise Unavailable(f"Seed notebook {self.seed.path}, code cell {number}: "
                                   f"{reply.get('ename')}: {reply.get('evalue')}", "Seed Failed")
+
+    async def _unless_it_exits(self, kernel: Kernel, waiting: Coroutine[Any, Any, None]) -> None:
+        """Await waiting, but raise KernelExited as soon as the kernel process is gone."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=STARTUP_POLL)
+                if done:
+                    return task.result()
+                if not await kernel.km.is_alive():
+                    code = await kernel.km.provisioner.poll() if kernel.km.provisioner else None
+                    raise KernelExited(f"exit code {code}")
+        finally:
+            task.cancel()
 
     async def _watch(self, kernel: Kernel) -> None:
         """Notice a kernel process that died; restart it or mark it dead."""
@@ -320,6 +378,8 @@ class Kernels:
                              return_exceptions=True)
         if self._context is not None:
             self._context.destroy(linger=0)
+        if self._ipc_dir is not None:
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     # culling -----------------------------------------------------------------------------
     def start_background(self) -> None:

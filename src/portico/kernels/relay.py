@@ -187,7 +187,8 @@ class KernelRelay:
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
         c = self.connection
-        sock.connect(f"{c['transport']}://{c['ip']}:{c[channel + '_port']}")
+        separator = ":" if c["transport"] == "tcp" else "-"
+        sock.connect(f"{c['transport']}://{c['ip']}{separator}{c[channel + '_port']}")
         return sock
 
     def accept(self, frames: list[bytes], channel: str) -> list[bytes] | None:
@@ -265,7 +266,7 @@ class KernelRelay:
                     try:
                         await sock.send_multipart(self.signer.frames(request.parts))
                         await sock.recv_multipart()
-                        async with asyncio.timeout(0.25):
+                        async with asyncio.timeout(0.05):  # it follows the reply at once when subscribed
                             await idle.wait()
                             return
                     except TimeoutError:

@@ -1,0 +1,307 @@
+"""Portico against Jupyter Kernel Gateway, Jupyter Server and direct ZeroMQ, side by side.
+
+Every scenario runs each target in turn, repetition after repetition (interleaved), on the
+same machine in the same run; the table shows medians with [min–max] over repetitions and
+the ratio Portico/target on the scenario's headline figure.  Run it with bench/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+import servers
+from clients import DirectKernel, Kernel, WebSocketKernel
+from servers import Server
+
+FLOOD_N = 20_000
+FLOOD = f"from IPython.display import display\nfor i in range({FLOOD_N}): display({{'text/plain': str(i)}}, raw=True)"
+BIGOUT = "print('x' * 20_000_000)"
+
+
+@dataclass(frozen=True)
+class Target:
+    server: str | None  # None: ZeroMQ directly, no web server
+    v1: bool = False
+    rate_limited: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.server is None:
+            return "direct ZeroMQ"
+        protocol = "v1" if self.v1 else "json"
+        return f"{self.server} ({protocol}{', default rate limits' if self.rate_limited else ''})"
+
+
+class Context:
+    """The servers of one scenario, started fresh for it."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+        self.servers: dict[tuple[str, bool], Server] = {}
+
+    async def server(self, name: str, rate_limited: bool = False, fresh: bool = False, **kw: Any) -> Server:
+        key = (name, rate_limited)
+        if fresh and key in self.servers:
+            self.servers.pop(key).stop()
+        if key not in self.servers:
+            starter = servers.STARTERS[name]
+            self.servers[key] = await (starter(**kw) if name == "Portico" else starter(rate_limit=rate_limited))
+        return self.servers[key]
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
+
+    async def create(self, server: Server) -> str:
+        async with self.http.post(server.url + "api/kernels", json={"name": "python3"}, headers=server.headers) as r:
+            if r.status != 201:
+                raise RuntimeError(f"{server.name}: POST /api/kernels -> {r.status} {await r.text()}")
+            return str((await r.json())["id"])
+
+    async def delete(self, server: Server, kernel_id: str) -> None:
+        async with self.http.delete(f"{server.url}api/kernels/{kernel_id}", headers=server.headers):
+            pass
+
+    async def kernel(self, target: Target, **kw: Any) -> tuple[Kernel, Callable[[], Awaitable[None]]]:
+        """A connected kernel for the target, and how to dispose of it."""
+        if target.server is None:
+            direct = await DirectKernel.start()
+            return direct, direct.close
+        server = await self.server(target.server, target.rate_limited, **kw)
+        kernel_id = await self.create(server)
+        ws = await WebSocketKernel.open(self.http, server.url, server.headers, kernel_id, target.v1)
+        await ws.execute("pass")  # iopub subscribed and the kernel warm
+
+        async def dispose() -> None:
+            await ws.close()
+            await self.delete(server, kernel_id)
+
+        return ws, dispose
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# scenarios ----------------------------------------------------------------------------------
+async def start(ctx: Context, target: Target, warm: bool) -> dict[str, float]:
+    if target.server is None:
+        t0 = time.perf_counter()
+        direct = await DirectKernel.start()  # waits for its kernel_info_reply
+        elapsed = time.perf_counter() - t0
+        await direct.close()
+        return {"start s": elapsed}
+    server = await ctx.server(target.server, pool=1 if warm else 0)
+    if warm:
+        await wait_for_pool(ctx.http, server)
+    t0 = time.perf_counter()
+    kernel_id = await ctx.create(server)
+    ws = await WebSocketKernel.open(ctx.http, server.url, server.headers, kernel_id, target.v1)
+    pending = await ws.send("kernel_info_request", {})
+    await pending.reply.wait()
+    elapsed = time.perf_counter() - t0
+    await ws.close()
+    await ctx.delete(server, kernel_id)
+    return {"start s": elapsed}
+
+
+async def wait_for_pool(http: aiohttp.ClientSession, server: Server) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            async with http.get(server.url + "metrics", headers=server.headers) as r:
+                if 'portico_pool_kernels{kernelspec="python3"} 1.0' in await r.text():
+                    return
+            await asyncio.sleep(0.05)
+
+
+async def rtt(ctx: Context, target: Target, n: int) -> dict[str, float]:
+    kernel, dispose = await ctx.kernel(target)
+    for _ in range(20):
+        await kernel.execute("1+1")
+    server = ctx.servers.get((target.server or "", False))
+    cpu0 = server.cpu_seconds() if server else 0.0
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await kernel.execute("1+1")
+        times.append(time.perf_counter() - t0)
+    cpu = (server.cpu_seconds() - cpu0) / n * 1000 if server else float("nan")
+    await dispose()
+    return {"p50 ms": percentile(times, .5) * 1000, "p90 ms": percentile(times, .9) * 1000,
+            "p99 ms": percentile(times, .99) * 1000, "server CPU ms/execute": cpu}
+
+
+async def flood(ctx: Context, target: Target) -> dict[str, float]:
+    kernel, dispose = await ctx.kernel(target)
+    t0 = time.perf_counter()
+    pending = await kernel.execute(FLOOD)
+    elapsed = time.perf_counter() - t0
+    await dispose()
+    return {"time s": elapsed, "received": pending.outputs, "lost": FLOOD_N - pending.outputs,
+            "msgs/s": pending.outputs / elapsed}
+
+
+async def bigout(ctx: Context, target: Target) -> dict[str, float]:
+    if target.server is not None:
+        await ctx.server(target.server, fresh=True)  # a fresh process: its peak RSS is this scenario's
+    kernel, dispose = await ctx.kernel(target)
+    t0 = time.perf_counter()
+    await kernel.execute(BIGOUT)
+    elapsed = time.perf_counter() - t0
+    server = ctx.servers.get((target.server or "", False))
+    peak = server.rss_kib("VmHWM") / 1024 if server else float("nan")
+    await dispose()
+    return {"time s": elapsed, "server peak RSS MB": peak}
+
+
+async def concurrent(ctx: Context, target: Target, kernels: int = 16, each: int = 100) -> dict[str, float]:
+    opened = await asyncio.gather(*(ctx.kernel(target) for _ in range(kernels)))
+    times: list[float] = []
+
+    async def drive(kernel: Kernel) -> None:
+        for _ in range(each):
+            t0 = time.perf_counter()
+            await kernel.execute("1+1")
+            times.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(drive(k) for k, _ in opened))
+    elapsed = time.perf_counter() - t0
+    await asyncio.gather(*(dispose() for _, dispose in opened))
+    return {"executes/s": kernels * each / elapsed, "p50 ms": percentile(times, .5) * 1000,
+            "p99 ms": percentile(times, .99) * 1000}
+
+
+async def connections(ctx: Context, target: Target, count: int = 1000, kernels: int = 10) -> dict[str, float]:
+    assert target.server is not None
+    server = await ctx.server(target.server, fresh=True)
+    probe, dispose = await ctx.kernel(target)
+    unloaded = [await timed(probe) for _ in range(100)]
+    ids = [await ctx.create(server) for _ in range(kernels)]
+    rss0 = server.rss_kib()
+    idle = [await WebSocketKernel.open(ctx.http, server.url, server.headers, ids[i % kernels], target.v1)
+            for i in range(count)]
+    await asyncio.sleep(1)
+    rss = server.rss_kib()
+    loaded = [await timed(probe) for _ in range(100)]
+    for ws in idle:
+        await ws.close()
+    for kernel_id in ids:
+        await ctx.delete(server, kernel_id)
+    await dispose()
+    return {"RSS for 1000 conns MB": (rss - rss0) / 1024, "rtt p50 unloaded ms": percentile(unloaded, .5) * 1000,
+            "rtt p50 loaded ms": percentile(loaded, .5) * 1000,
+            "loaded/unloaded": percentile(loaded, .5) / percentile(unloaded, .5)}
+
+
+async def timed(kernel: Kernel) -> float:
+    t0 = time.perf_counter()
+    await kernel.execute("1+1")
+    return time.perf_counter() - t0
+
+
+# the run --------------------------------------------------------------------------------------
+WS_TARGETS = [Target("Portico", True), Target("Portico", False), Target("Kernel Gateway", True), Target("Kernel Gateway", False),
+              Target("Jupyter Server", True), Target("Jupyter Server", False)]
+ALL_TARGETS = [Target(None), *WS_TARGETS]
+LIMITED = [Target("Kernel Gateway", False, True), Target("Jupyter Server", False, True)]
+
+SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float]]], dict[str, Any], str, bool]] = {
+    # name: (targets, function, kwargs, headline metric, higher is better)
+    "start (cold)": (ALL_TARGETS, start, {"warm": False}, "start s", False),
+    "start (warm pool)": ([Target("Portico", True), Target("Portico", False)], start, {"warm": True}, "start s", False),
+    "rtt": (ALL_TARGETS, rtt, {"n": int(os.environ.get("BENCH_RTT_N", 500))}, "p50 ms", False),
+    "flood": (ALL_TARGETS + LIMITED, flood, {}, "msgs/s", True),
+    "bigout": (ALL_TARGETS, bigout, {}, "time s", False),
+    "concurrent": (ALL_TARGETS, concurrent, {}, "executes/s", True),
+    "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
+}
+
+
+def fmt(values: list[float]) -> str:
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "–"
+    med = statistics.median(finite)
+    digits = 0 if abs(med) >= 100 else 1 if abs(med) >= 10 else 2 if abs(med) >= 1 else 3
+    if len(finite) == 1 or min(finite) == max(finite):
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{min(finite):.{digits}f}–{max(finite):.{digits}f}]"
+
+
+def table(name: str, results: dict[Target, list[dict[str, float]]], headline: str, higher: bool) -> str:
+    metrics = list(next(iter(results.values()))[0])
+    lines = [f"**{name}**", "", "| target | " + " | ".join(metrics) + " | Portico/target |",
+             "| --- |" + " --- |" * (len(metrics) + 1)]
+    portico = {t.v1: statistics.median(r[headline] for r in runs) for t, runs in results.items() if t.server == "Portico"}
+    for target, runs in results.items():
+        cells = [fmt([r[m] for r in runs]) for m in metrics]
+        mine = statistics.median(r[headline] for r in runs)
+        ours = portico.get(target.v1 if target.server else True)
+        ratio = "" if target.server == "Portico" or ours is None or not mine == mine or mine == 0 else f"{ours / mine:.2f}×"
+        lines.append(f"| {target.label} | " + " | ".join(cells) + f" | {ratio} |")
+    lines.append("")
+    lines.append(f"Ratios compare {headline} ({'higher' if higher else 'lower'} is better), Portico on the same protocol (v1 for direct ZeroMQ).")
+    return "\n".join(lines)
+
+
+async def run(selected: list[str], reps: int, only: set[str] | None = None) -> str:
+    out = [f"Portico {servers.version_of('Portico')}, Jupyter Kernel Gateway {servers.version_of('Kernel Gateway')}, "
+           f"Jupyter Server {servers.version_of('Jupyter Server')}; {reps} interleaved repetitions; "
+           "kernels: ipykernel with history off.", ""]
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
+        for name in selected:
+            targets, function, kwargs, headline, higher = SCENARIOS[name]
+            targets = [t for t in targets if only is None or (t.server or "direct") in only]
+            if not targets:
+                continue
+            ctx = Context(http)
+            results: dict[Target, list[dict[str, float]]] = {t: [] for t in targets}
+            try:
+                for rep in range(reps):
+                    for target in targets:
+                        print(f"  {name} · {target.label} · {rep + 1}/{reps}", file=sys.stderr, flush=True)
+                        results[target].append(await function(ctx, target, **kwargs))
+            finally:
+                ctx.stop()
+            out.append(table(name, results, headline, higher))
+            out.append("")
+            print(out[-2], flush=True)
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help=f"any of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every scenario")
+    parser.add_argument("--out", help="also write the tables (markdown) to this file")
+    parser.add_argument("--only", help="comma-separated targets to run: direct, Portico, Kernel Gateway, Jupyter Server")
+    args = parser.parse_args()
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario {sorted(unknown)[0]!r}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections on each side
+    only = {name.strip() for name in args.only.split(",")} if args.only else None
+    report = asyncio.run(run(args.scenarios, args.reps, only))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()

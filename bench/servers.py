@@ -1,0 +1,145 @@
+"""The servers the benchmark compares: Portico, Jupyter Kernel Gateway, Jupyter Server.
+
+Each runs as its own process on 127.0.0.1 with an ephemeral port; kernels run with IPython's
+history off (history's shared SQLite file dominates p99 under concurrency and is not the
+gateway's cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTICO = ROOT / ".venv" / "bin" / "portico"
+ANCHORS = ROOT / "bench" / ".venv-anchors" / "bin"
+TOKEN = "bench-token"
+
+
+def ipython_dir() -> str:
+    """An IPYTHONDIR whose kernels keep no history."""
+    path = Path(tempfile.gettempdir()) / "portico-bench-ipython"
+    config = path / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("c.HistoryManager.enabled = False\n")
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {TOKEN}"}
+
+    def rss_kib(self, field_name: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self) -> float:
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _spawn(name: str, argv: list[str], port: int) -> Server:
+    env = {**os.environ, "IPYTHONDIR": ipython_dir()}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
+    server = Server(name, proc, f"http://127.0.0.1:{port}/")
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            server.log.append(line.decode(errors="replace"))
+            del server.log[:-200]
+
+    threading.Thread(target=drain, daemon=True).start()
+    return server
+
+
+async def wait_ready(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(60):
+            while True:
+                if server.proc.poll() is not None:
+                    raise RuntimeError(f"{server.name} exited:\n" + "".join(server.log[-20:]))
+                try:
+                    async with http.get(server.url + "api/kernelspecs", headers=server.headers) as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+
+
+async def portico(pool: int = 0) -> Server:
+    port = free_port()
+    inherit = "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"
+    server = _spawn("Portico", [str(PORTICO), "--port", str(port), "--token", TOKEN, "--pool-size", str(pool),
+                                "--kernel-env-inherit", inherit, "--log-level", "warning",
+                                "--max-body-size", str(1 << 30)], port)
+    await wait_ready(server)
+    return server
+
+
+async def kernel_gateway(rate_limit: bool = False) -> Server:
+    port = free_port()
+    server = _spawn("Kernel Gateway", [str(ANCHORS / "jupyter-kernelgateway"), f"--KernelGatewayApp.port={port}",
+                                       "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.auth_token={TOKEN}",
+                                       f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
+                                       "--log-level=WARN"], port)
+    await wait_ready(server)
+    return server
+
+
+async def jupyter_server(rate_limit: bool = False) -> Server:
+    port = free_port()
+    server = _spawn("Jupyter Server", [str(ANCHORS / "jupyter-server"), f"--port={port}", "--ip=127.0.0.1",
+                                       f"--IdentityProvider.token={TOKEN}", "--allow-root", "--no-browser",
+                                       f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
+                                       "--log-level=WARN"], port)
+    await wait_ready(server)
+    return server
+
+
+STARTERS = {"Portico": portico, "Kernel Gateway": kernel_gateway, "Jupyter Server": jupyter_server}
+
+
+def version_of(name: str) -> str:
+    if name == "Portico":
+        out = subprocess.run([str(PORTICO), "--version"], capture_output=True, text=True).stdout
+    else:
+        module = {"Kernel Gateway": "kernel_gateway", "Jupyter Server": "jupyter_server"}[name]
+        out = subprocess.run([str(ANCHORS / "python"), "-c", f"import {module}; print({module}.__version__)"],
+                             capture_output=True, text=True).stdout
+    match = re.search(r"[\d.]+\S*", out)
+    return match.group(0) if match else "?"
