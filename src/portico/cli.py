@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import ssl
 import sys
@@ -19,6 +20,7 @@ from .settings import Settings, SettingsError
 from .web.auth import new_token
 
 log = logging.getLogger("portico")
+OPEN_FILES = 65536
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -98,9 +100,18 @@ async def serve(s: Settings) -> None:
     log.info("shutdown complete")
 
 
+def raise_open_files_limit() -> None:
+    """Each WebSocket client costs about seven descriptors; a soft limit of 1,024 is ~150 clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         s = parse(argv)
+        raise_open_files_limit()
         if not s.token and not s.disable_auth:
             s = s.with_token(new_token())
         configure(s.log_level, s.log_format)

@@ -163,8 +163,9 @@ async def test_same_session_id_replaces_the_stale_connection(http: aiohttp.Clien
 @pytest.mark.parametrize("v1", PROTOCOLS)
 async def test_interrupt_by_rest_while_busy(http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool) -> None:
     client = await KernelClient.connect(http, server, kernel, v1=v1)
-    msg_id = await client.request("execute_request", {"code": "import time; time.sleep(30)"})
-    await client.next(lambda m: m["header"]["msg_type"] == "execute_input")
+    msg_id = await client.request("execute_request",
+                                  {"code": "import time; print('sleeping', flush=True); time.sleep(30)"})
+    await client.next(lambda m: m["header"]["msg_type"] == "stream")  # the code is running
     start = time.monotonic()
     async with http.post(f"{server.url}api/kernels/{kernel}/interrupt", headers=server.headers) as r:
         assert r.status == 204
@@ -296,3 +297,11 @@ async def test_oversized_websocket_message_closes_only_that_connection(http: aio
         await other.close()
     finally:
         srv.stop()
+
+
+async def test_many_connections_to_one_kernel(http: aiohttp.ClientSession, server: Server, kernel: str) -> None:
+    """400 clients need 1,200 ZeroMQ sockets, past ZeroMQ's default of 1,023 per context."""
+    clients = await asyncio.gather(*(KernelClient.connect(http, server, kernel) for _ in range(400)))
+    reply, _ = await clients[-1].execute("print('still fine')")
+    assert reply["content"]["status"] == "ok"
+    await asyncio.gather(*(c.close() for c in clients))

@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Coroutine
 from typing import Any
 
+import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
@@ -100,6 +101,8 @@ class Kernels:
     def context(self) -> zmq.asyncio.Context:
         if self._context is None:
             self._context = zmq.asyncio.Context()
+            # three sockets per WebSocket client: ZeroMQ's default of 1,023 would cap clients at ~340
+            self._context.set(zmq.MAX_SOCKETS, self._context.get(zmq.SOCKET_LIMIT))
         return self._context
 
     # lookup ------------------------------------------------------------------------------

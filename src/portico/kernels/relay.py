@@ -60,8 +60,8 @@ class Client:
         self.outbox = Outbox(ws, relay.options.client_limit, abort, self.encode_iopub)
         limits = relay.options.rate_limit
         self.limit = RateLimit(*limits) if limits else None
-        identity = uuid.uuid4().hex.encode()
-        self.sockets = {name: relay.connect(zmq.DEALER, name, identity) for name in wire.CHANNELS}
+        self.identity = uuid.uuid4().hex.encode()
+        self.sockets: dict[str, zmq.asyncio.Socket] = {}  # opened on first use: idle clients cost none
         self.tasks: list[asyncio.Task[None]] = []
 
     def encode(self, channel: bytes, parts: list[bytes]) -> tuple[bytes, bool]:
@@ -114,8 +114,21 @@ class Client:
                 log.exception("failed to relay a %s message", channel)
 
     def start(self) -> None:
-        self.tasks = [self.outbox.start()]
-        self.tasks += [asyncio.create_task(self.pump(c)) for c in wire.CHANNELS]
+        self.tasks.append(self.outbox.start())
+
+    def socket(self, channel: str) -> zmq.asyncio.Socket:
+        """This client's socket for channel, opened (with its pump) the first time it is needed.
+
+        Shell opens stdin first, with the same identity, so the kernel's input_request for
+        anything sent on shell always has a route back.
+        """
+        sock = self.sockets.get(channel)
+        if sock is None:
+            if channel == "shell" and "stdin" not in self.sockets:
+                self.socket("stdin")
+            sock = self.sockets[channel] = self.relay.connect(zmq.DEALER, channel, self.identity)
+            self.tasks.append(asyncio.create_task(self.pump(channel)))
+        return sock
 
     async def receive(self) -> None:
         """Read the client's messages until it goes, relaying each to the kernel."""
@@ -144,7 +157,7 @@ class Client:
         except wire.WireError as e:
             self.send_error(str(e), parent=parent)
             return
-        self.relay.to_kernel(self.sockets[channel], channel, parts)
+        self.relay.to_kernel(self.socket(channel), channel, parts)
 
     async def close(self, code: int, message: str) -> None:
         await self.outbox.close(code, message)
