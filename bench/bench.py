@@ -49,15 +49,17 @@ class Context:
     def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
         self.servers: dict[tuple[str, bool], Server] = {}
+        self._lock = asyncio.Lock()  # concurrent callers share one server per target, never start two
 
     async def server(self, name: str, rate_limited: bool = False, fresh: bool = False, **kw: Any) -> Server:
         key = (name, rate_limited)
-        if fresh and key in self.servers:
-            self.servers.pop(key).stop()
-        if key not in self.servers:
-            starter = servers.STARTERS[name]
-            self.servers[key] = await (starter(**kw) if name == "Portico" else starter(rate_limit=rate_limited))
-        return self.servers[key]
+        async with self._lock:
+            if fresh and key in self.servers:
+                self.servers.pop(key).stop()
+            if key not in self.servers:
+                starter = servers.STARTERS[name]
+                self.servers[key] = await (starter(**kw) if name == "Portico" else starter(rate_limit=rate_limited))
+            return self.servers[key]
 
     def stop(self) -> None:
         for server in self.servers.values():

@@ -8,6 +8,7 @@ gateway's cost).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import signal
@@ -71,9 +72,15 @@ class Server:
                 self.proc.kill()
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM it if the benchmark dies, so no server outlives the run."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _spawn(name: str, argv: list[str], port: int) -> Server:
     env = {**os.environ, "IPYTHONDIR": ipython_dir()}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir(),
+                            preexec_fn=_die_with_parent)
     server = Server(name, proc, f"http://127.0.0.1:{port}/")
 
     def drain() -> None:

@@ -115,9 +115,10 @@ async def test_clients_that_do_not_ask_see_no_sequence_numbers(http: aiohttp.Cli
     await plain.close()
 
 
-async def test_since_must_be_a_number(http: aiohttp.ClientSession, server: Server, kernel: str) -> None:
+@pytest.mark.parametrize("since", ["x", "-1", "\u00b2", "1.5"])
+async def test_since_must_be_a_number(http: aiohttp.ClientSession, server: Server, kernel: str, since: str) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-        await KernelClient.connect(http, server, kernel, since="x")
+        await KernelClient.connect(http, server, kernel, since=since)
     assert e.value.status == 400
 
 

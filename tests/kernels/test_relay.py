@@ -243,6 +243,7 @@ def stalled_websocket(srv: Server, kid: str) -> socket.socket:
 
 async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(http: aiohttp.ClientSession) -> None:
     srv = start_server("--client-buffer-limit", "200000", "--journal-max-bytes", "2000000")
+    stalled: socket.socket | None = None
     try:
         kid = await start_kernel(http, srv)
         baseline = rss_kib(srv.proc.pid, "VmRSS")
@@ -263,9 +264,10 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(ht
                         break
                 await asyncio.sleep(0.05)
         assert await logged(srv, "dropping a WebSocket client")
-        stalled.close()
         await reader.close()
     finally:
+        if stalled is not None:
+            stalled.close()
         srv.stop()
 
 

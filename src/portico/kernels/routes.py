@@ -104,7 +104,7 @@ class KernelRoutes:
         raw = request.query.get("since")
         if raw is None:
             return None
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise BadRequest("since must be a journal sequence number (a whole number, 0 for everything kept).")
         return int(raw)
 
