@@ -144,6 +144,8 @@ STARTERS = {"Portico": portico, "Kernel Gateway": kernel_gateway, "Jupyter Serve
 def version_of(name: str) -> str:
     if name == "Portico":
         out = subprocess.run([str(PORTICO), "--version"], capture_output=True, text=True).stdout
+    elif not (ANCHORS / "python").exists():
+        return "(not set up: bench/run installs it)"
     else:
         module = {"Kernel Gateway": "kernel_gateway", "Jupyter Server": "jupyter_server"}[name]
         out = subprocess.run([str(ANCHORS / "python"), "-c", f"import {module}; print({module}.__version__)"],
