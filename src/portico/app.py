@@ -23,8 +23,6 @@ from .web.metrics import Metrics
 
 log = logging.getLogger("portico")
 
-KERNELS = web.AppKey("kernels", Kernels)
-
 
 def api_spec(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document of Portico's REST API, with the base URL as its server."""
@@ -78,7 +76,6 @@ def build_app(settings: Settings) -> web.Application:
         middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
         client_max_size=settings.max_body_size,
     )
-    app[KERNELS] = kernels
     ServerRoutes(settings, kernels, metrics).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
 

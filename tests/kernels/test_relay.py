@@ -302,8 +302,15 @@ async def test_oversized_websocket_message_closes_only_that_connection(http: aio
 
 
 async def test_many_connections_to_one_kernel(http: aiohttp.ClientSession, server: Server, kernel: str) -> None:
-    """400 clients need 1,200 ZeroMQ sockets, past ZeroMQ's default of 1,023 per context."""
+    """400 clients that each use shell and control hold 1,200 ZeroMQ sockets, past ZeroMQ's
+    default of 1,023 per context (a client's sockets open on first use, so each must send)."""
     clients = await asyncio.gather(*(KernelClient.connect(http, server, kernel) for _ in range(400)))
+    for c in clients:
+        for channel in ("shell", "control"):
+            await c.send(c.message("kernel_info_request", {}, channel=channel))
+    for c in clients:
+        for _ in range(2):
+            await c.next(lambda m: m["header"]["msg_type"] == "kernel_info_reply", timeout=60)
     reply, _ = await clients[-1].execute("print('still fine')")
     assert reply["content"]["status"] == "ok"
     await asyncio.gather(*(c.close() for c in clients))

@@ -24,7 +24,7 @@ from jupyter_client.manager import AsyncKernelManager
 from ..settings import Settings
 from ..web.errors import BadRequest, Conflict, Forbidden, LimitReached, NotFound, Unavailable
 from .pool import Pool
-from .relay import KernelRelay, RelayOptions, Stats
+from .relay import CLOSE_KERNEL_GONE, KernelRelay, RelayOptions, Stats
 from .seed import Seed
 from .specs import Specs
 
@@ -369,7 +369,7 @@ class Kernels:
 
     async def disconnect_all(self, reason: str) -> None:
         relays = [k.relay for k in self.kernels.values() if k.relay is not None]
-        await asyncio.gather(*(r.disconnect_all(1001, reason) for r in relays), return_exceptions=True)
+        await asyncio.gather(*(r.disconnect_all(CLOSE_KERNEL_GONE, reason) for r in relays), return_exceptions=True)
 
     async def shutdown_all(self) -> None:
         if self._culler is not None:
