@@ -228,3 +228,17 @@ async def logged(server: Server, text: str, timeout: float = 10) -> bool:
         while not any(text in line for line in list(server.stderr)):
             await asyncio.sleep(0.02)
     return True
+
+
+def write_notebook(path: Any, cells: Sequence[str | tuple[str, str]], kernel: str = "python3",
+                   language: str = "python") -> str:
+    """A notebook file of code cells (a ("markdown", text) pair for a markdown cell); its path."""
+    import nbformat
+
+    made = [nbformat.v4.new_markdown_cell(c[1]) if isinstance(c, tuple) else nbformat.v4.new_code_cell(c)
+            for c in cells]
+    nb = nbformat.v4.new_notebook(cells=made)
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": language}
+    nb.metadata["language_info"] = {"name": language}
+    nbformat.write(nb, str(path))
+    return str(path)

@@ -15,6 +15,7 @@ from .kernels.manager import Kernels, iso
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
 from .kernels.specs import Specs
+from .notebook_api.routes import NotebookApis
 from .settings import Settings
 from .web.auth import Guard
 from .web.errors import error_middleware
@@ -76,12 +77,21 @@ def build_app(settings: Settings) -> web.Application:
         middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
         client_max_size=settings.max_body_size,
     )
+    notebooks = NotebookApis(settings, kernels)
     ServerRoutes(settings, kernels, metrics).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
+    notebooks.add_to(app.router)
 
     async def lifespan(app: web.Application) -> Any:
         kernels.start_background()
+        try:
+            await notebooks.start()  # seeded before the URL is printed; a failing seed stops the start
+        except BaseException:
+            await notebooks.close()
+            await kernels.shutdown_all()
+            raise
         yield
+        await notebooks.close()
         await kernels.shutdown_all()
 
     async def close_clients(app: web.Application) -> None:

@@ -58,6 +58,7 @@ class Kernel:
     restarts: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     watcher: asyncio.Task[None] | None = None
+    seed: Seed | None = None  # run on start and after every restart
 
     def model(self) -> dict[str, Any]:
         relay = self.relay
@@ -190,7 +191,7 @@ class Kernels:
             self._starting += 1
             self._reserved.add(new_id)
             try:
-                kernel = await self._launch(new_id, name, cwd, {**self.base_env(), **extra_env})
+                kernel = await self._launch(new_id, name, cwd, {**self.base_env(), **extra_env}, self.seed_for(name))
             finally:
                 self._starting -= 1
                 self._reserved.discard(new_id)
@@ -201,7 +202,17 @@ class Kernels:
         return kernel
 
     async def _launch_warm(self, name: str) -> Kernel:
-        return await self._launch(str(uuid.uuid4()), name, self.settings.root_dir, self.base_env())
+        return await self._launch(str(uuid.uuid4()), name, self.settings.root_dir, self.base_env(), self.seed_for(name))
+
+    async def launch_private(self, name: str, cwd: str, seed: Seed | None, options: RelayOptions) -> Kernel:
+        """A ready, seeded kernel outside the registry (not listed, not culled, no REST access).
+
+        Its owner (a notebook HTTP API's pool) ends it with dispose() before shutdown_all.
+        """
+        return await self._launch(str(uuid.uuid4()), name, cwd, self.base_env(), seed, options)
+
+    def seed_for(self, name: str) -> Seed | None:
+        return self.seed if self.seed is not None and self.seed.kernel_name == name else None
 
     @staticmethod
     def _valid_id(kernel_id: Any) -> str:
@@ -219,11 +230,12 @@ class Kernels:
             self._ipc_dir = tempfile.mkdtemp(prefix="portico-")
         return self._ipc_dir
 
-    async def _launch(self, kernel_id: str, name: str, cwd: str, env: dict[str, str]) -> Kernel:
+    async def _launch(self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None,
+                      options: RelayOptions | None = None) -> Kernel:
         """A started, ready (and seeded) kernel; a process that dies while starting is tried again."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                return await self._launch_once(kernel_id, name, cwd, env)
+                return await self._launch_once(kernel_id, name, cwd, env, seed, options or self.relay_options)
             except KernelExited as e:
                 log.warning("kernel %s (%s) exited while starting (attempt %d of %d): %s",
                             kernel_id, name, attempt, START_ATTEMPTS, e)
@@ -232,14 +244,15 @@ class Kernels:
                                       "see the server log.", "Kernel Failed") from None
         raise AssertionError("unreachable")
 
-    async def _launch_once(self, kernel_id: str, name: str, cwd: str, env: dict[str, str]) -> Kernel:
+    async def _launch_once(self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None,
+                           relay_options: RelayOptions) -> Kernel:
         options: dict[str, Any] = {"transport": self.settings.kernel_transport}
         if self.settings.kernel_transport == "ipc":
             options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
         km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
                                 context=self.context, **options)
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
-        kernel = Kernel(kernel_id, name, km)
+        kernel = Kernel(kernel_id, name, km, seed=seed)
         try:
             await km.start_kernel(cwd=cwd, env=env)
         except BaseException as e:  # a failed or cancelled start leaves no process behind
@@ -250,7 +263,7 @@ class Kernels:
             log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, e)
             raise Unavailable(f"Kernel {name!r} failed to start: {e}", "Kernel Failed") from None
         kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats,
-                                   self.relay_options, kernel.set_state)
+                                   relay_options, kernel.set_state)
         try:
             await self._ready(kernel)
         except KernelExited:
@@ -274,12 +287,13 @@ class Kernels:
         assert kernel.relay is not None
         timeout = self.settings.kernel_start_timeout
         await self._unless_it_exits(kernel, kernel.relay.wait_ready(timeout))
-        if self.seed is None or self.seed.kernel_name != kernel.name:
+        seed = kernel.seed
+        if seed is None:
             return
-        for number, code in enumerate(self.seed.cells, 1):
+        for number, code in enumerate(seed.cells, 1):
             reply = await kernel.relay.execute(code, timeout)
             if reply.get("status") != "ok":
-                raise Unavailable(f"Seed notebook {self.seed.path}, code cell {number}: "
+                raise Unavailable(f"Seed notebook {seed.path}, code cell {number}: "
                                   f"{reply.get('ename')}: {reply.get('evalue')}", "Seed Failed")
 
     async def _unless_it_exits(self, kernel: Kernel, waiting: Coroutine[Any, Any, None]) -> None:
@@ -355,6 +369,10 @@ class Kernels:
         kernel = self.get(kernel_id)
         del self.kernels[kernel_id]
         log.info("kernel %s %s", kernel_id, reason)
+        await self._dispose(kernel, reason)
+
+    async def dispose(self, kernel: Kernel, reason: str) -> None:
+        """End a kernel that is not in the registry (one from _launch)."""
         await self._dispose(kernel, reason)
 
     async def _dispose(self, kernel: Kernel, reason: str) -> None:

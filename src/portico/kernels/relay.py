@@ -188,6 +188,7 @@ class KernelRelay:
         self.positions: OrderedDict[str, int] = OrderedDict()  # session_id -> last seq written
         self.last_activity = time.time()
         self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
+        self.taps: dict[str, Callable[[list[bytes]], None]] = {}  # parent msg_id -> observer of its iopub
         self._iopub = self.connect(zmq.SUB, "iopub")
         self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self._task = asyncio.create_task(self._fan_out())
@@ -245,6 +246,10 @@ class KernelRelay:
                         waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
                         if waiter is not None:
                             waiter.set()
+                if self.taps:
+                    tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
+                    if tap is not None:
+                        tap(parts)
                 self.broadcast(parts)
             except Exception:  # one bad message must not stop the kernel's output
                 log.exception("failed to relay an iopub message")

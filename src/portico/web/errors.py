@@ -7,7 +7,11 @@
     │   └── LimitReached (403)              max_kernels reached
     ├── NotFound (404)                      unknown kernel, session, kernelspec, path
     ├── Conflict (409)                      an id that already exists in another form
-    └── Unavailable (503)                   a kernel that cannot start or answer
+    ├── MethodNotAllowed (405)              a notebook API path without that verb
+    ├── CellFailed (500)                    a notebook API cell raised, or ResponseInfo was malformed
+    ├── BadGateway (502)                    a notebook API kernel died during the request
+    ├── Unavailable (503)                   a kernel that cannot start or answer; a full queue
+    └── GatewayTimeout (504)                a notebook API request over its timeout
 
 aiohttp's own HTTP exceptions (413 for a body over max_body_size, 405, ...) get the same
 body.  Anything else is a 500 whose body says only that the server failed; the traceback
@@ -31,11 +35,14 @@ class PorticoError(Exception):
     status = 500
     reason = "Internal Server Error"
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
+    def __init__(self, message: str, reason: str | None = None, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        self.headers = headers or {}
+        self.extra = extra or {}  # more fields for the body (a traceback, when asked for)
 
 
 class BadRequest(PorticoError):
@@ -62,12 +69,28 @@ class Conflict(PorticoError):
     status, reason = 409, "Conflict"
 
 
+class MethodNotAllowed(PorticoError):
+    status, reason = 405, "Method Not Allowed"
+
+
+class CellFailed(PorticoError):
+    reason = "Cell Failed"
+
+
+class BadGateway(PorticoError):
+    status, reason = 502, "Bad Gateway"
+
+
 class Unavailable(PorticoError):
     status, reason = 503, "Service Unavailable"
 
 
-def json_error(status: int, message: str, reason: str | None) -> web.Response:
-    body = orjson.dumps({"message": message, "reason": reason})
+class GatewayTimeout(PorticoError):
+    status, reason = 504, "Gateway Timeout"
+
+
+def json_error(status: int, message: str, reason: str | None, extra: dict[str, object] | None = None) -> web.Response:
+    body = orjson.dumps({"message": message, "reason": reason, **(extra or {})})
     return web.Response(status=status, body=body, content_type="application/json")
 
 
@@ -76,7 +99,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except PorticoError as e:
-        return json_error(e.status, e.message, e.reason)
+        response = json_error(e.status, e.message, e.reason, e.extra)
+        response.headers.update(e.headers)
+        return response
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -1,0 +1,1 @@
+"""The notebook HTTP API: annotated notebook cells served as HTTP routes."""

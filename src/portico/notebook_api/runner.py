@@ -1,0 +1,328 @@
+"""The kernels behind one notebook: a pool that grows on demand, and a worker per kernel.
+
+A request gets a worker to itself.  The worker sends every step of the request at once
+(set REQUEST, the endpoint cell, its ResponseInfo cell) on one shell socket: the kernel
+runs them in order, so one round trip does what Kernel Gateway does in three.  A run is
+over when every step has its execute_reply and its status: idle on iopub (an aborted step,
+one after a failing cell, has no output to wait for).
+
+    acquire: an idle worker, else start one (up to maximum) and wait in a bounded queue;
+             a full queue is a 503 with Retry-After at once
+    release: to the first waiter, else idle; extra idle workers end after idle_timeout
+    timeout: the kernel is interrupted; the worker serves again once its steps have ended,
+             else (and when its kernel died) it is replaced by a fresh, seeded one
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import zmq
+
+from ..kernels import wire
+from ..kernels.manager import Kernel
+from ..web.errors import Unavailable
+from .exchange import Outputs
+
+log = logging.getLogger("portico")
+
+RETRY_AFTER = "1"  # seconds, for a request turned away by a full queue
+
+
+class KernelDied(Exception):
+    """The worker's kernel process ended during a run."""
+
+
+class Run:
+    """The steps of one request on one kernel, and what they produced."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.outputs = {i: Outputs() for i in ids}
+        self.replies: dict[str, str] = {}
+        self.idle: set[str] = set()
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_iopub(self, parts: list[bytes]) -> None:
+        parent = orjson.loads(parts[1]).get("msg_id")
+        msg_type = orjson.loads(parts[0]).get("msg_type")
+        content = orjson.loads(parts[3])
+        if msg_type == "status":
+            if content.get("execution_state") == "idle":
+                self.idle.add(parent)
+                self._check()
+        elif parent in self.outputs:
+            self.outputs[parent].take(msg_type, content)
+
+    def on_reply(self, parent: str, status: str) -> None:
+        if parent in self.outputs:
+            self.replies[parent] = status
+            self._check()
+
+    def _check(self) -> None:
+        if len(self.replies) == len(self.ids) and not self.finished.done() and all(
+                i in self.idle or self.replies[i] == "aborted" for i in self.ids):
+            self.finished.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(error)
+
+
+class Worker:
+    """One kernel of a notebook's pool and the shell socket it is driven through."""
+
+    def __init__(self, kernel: Kernel, poll_interval: float) -> None:
+        assert kernel.relay is not None
+        self.kernel = kernel
+        self.relay = kernel.relay
+        self.shell = self.relay.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
+        self.last_used = time.monotonic()
+        self.died = False
+        self.retired = False  # replaced by a reload, or not trusted after a timeout: ended on release
+        self.run: Run | None = None
+        self._tasks = [asyncio.create_task(self._read_replies()), asyncio.create_task(self._watch(poll_interval))]
+
+    async def execute(self, steps: list[tuple[str, bool]], timeout: float) -> list[Outputs]:
+        """Run the steps (code, silent) in order; the outputs of each.
+
+        Raises TimeoutError (the run goes on: interrupt, then settle) or KernelDied.
+        """
+        if self.died:
+            raise KernelDied("the kernel had died")
+        requests = [wire.build("execute_request", {
+            "code": code, "silent": silent, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True}) for code, silent in steps]
+        run = self.run = Run([r.header["msg_id"] for r in requests])
+        for msg_id in run.ids:
+            self.relay.taps[msg_id] = run.on_iopub
+        for request in requests:
+            self.relay.to_kernel(self.shell, "shell", request.parts)
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(run.finished)
+        self._forget(run)
+        return [run.outputs[i] for i in run.ids]
+
+    async def settle(self, grace: float) -> bool:
+        """After an interrupt: whether the unfinished run ended within grace seconds."""
+        run = self.run
+        if run is None:
+            return True
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.shield(run.finished)
+        except (TimeoutError, KernelDied):
+            return False
+        self._forget(run)
+        return True
+
+    def _forget(self, run: Run) -> None:
+        for msg_id in run.ids:
+            self.relay.taps.pop(msg_id, None)
+        if self.run is run:
+            self.run = None
+
+    async def interrupt(self) -> None:
+        await self.kernel.km.interrupt_kernel()
+
+    async def _read_replies(self) -> None:
+        while True:
+            parts = self.relay.accept(await self.shell.recv_multipart(), "shell")
+            run = self.run
+            if parts is not None and run is not None:
+                run.on_reply(orjson.loads(parts[1]).get("msg_id"), orjson.loads(parts[3]).get("status", ""))
+
+    async def _watch(self, interval: float) -> None:
+        while await self.kernel.km.is_alive():
+            await asyncio.sleep(interval)
+        self.died = True
+        if self.run is not None:
+            self.run.fail(KernelDied("the kernel process exited"))
+        if self.run is not None:
+            self.run.finished.exception()  # retrieved: nobody may be waiting any more
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.shell.close(linger=0)
+
+
+class KernelPool:
+    """Workers for one version of one notebook."""
+
+    def __init__(self, name: str, launch: Callable[[], Awaitable[Worker]],
+                 dispose: Callable[[Worker, str], Awaitable[None]],
+                 minimum: int, maximum: int, queue_size: int, idle_timeout: float) -> None:
+        self.name = name
+        self.launch = launch
+        self.dispose = dispose
+        self.minimum, self.maximum = minimum, maximum
+        self.queue_size = queue_size
+        self.idle_timeout = idle_timeout
+        self.workers: set[Worker] = set()
+        self.idle: list[Worker] = []
+        self.starting = 0
+        self.waiters: deque[asyncio.Future[Worker]] = deque()
+        self.retiring = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shrinker: asyncio.Task[None] | None = None
+
+    async def fill(self) -> None:
+        """Start the minimum number of workers; raises the first start failure."""
+        workers = await asyncio.gather(*(self.launch() for _ in range(self.minimum)), return_exceptions=True)
+        failures = [w for w in workers if isinstance(w, BaseException)]
+        for worker in workers:
+            if isinstance(worker, Worker):
+                self.workers.add(worker)
+                self.idle.append(worker)
+        if failures:
+            raise failures[0]
+        self._shrinker = asyncio.create_task(self._shrink_loop())
+
+    def counts(self) -> dict[str, int]:
+        return {"kernels": len(self.workers), "idle": len(self.idle), "starting": self.starting,
+                "queued": len(self.waiters)}
+
+    async def acquire(self) -> Worker:
+        while self.idle:
+            worker = self.idle.pop()
+            if not worker.died:
+                return worker
+            self._discard(worker, "died while idle")
+        if len(self.waiters) >= self.queue_size:
+            raise Unavailable(f"All {len(self.workers)} kernels of {self.name} are busy and {len(self.waiters)} "
+                              "requests are queued (notebook_pool_max, notebook_queue_size); try again shortly.",
+                              "Queue Full", headers={"Retry-After": RETRY_AFTER})
+        waiter: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self._grow()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result())
+            elif waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self, worker: Worker) -> None:
+        if worker.died or worker.retired:
+            self._discard(worker, "died" if worker.died else "retired")
+            self._grow()
+            return
+        worker.last_used = time.monotonic()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        if self.retiring:
+            self._discard(worker, "replaced by a newer version of the notebook")
+        else:
+            self.idle.append(worker)
+
+    def recover(self, worker: Worker, grace: float) -> None:
+        """A worker whose run timed out (or was abandoned): interrupt it, then serve again or replace it."""
+        self._spawn(self._recover(worker, grace))
+
+    async def _recover(self, worker: Worker, grace: float) -> None:
+        try:
+            if not worker.died:
+                await worker.interrupt()
+            if not await worker.settle(grace):
+                log.warning("%s: a kernel did not come back within %g s of an interrupt; replacing it", self.name, grace)
+                worker.retired = True
+        except Exception as e:
+            log.warning("%s: could not interrupt a kernel (%s); replacing it", self.name, e)
+            worker.retired = True
+        self.release(worker)
+
+    def retire(self) -> None:
+        """A newer version took over: serve the queued requests, then end every worker."""
+        self.retiring = True
+        if self._shrinker is not None:
+            self._shrinker.cancel()
+        if not self.waiters:
+            for worker in self.idle:
+                self._discard(worker, "replaced by a newer version of the notebook")
+            self.idle.clear()
+
+    async def close(self) -> None:
+        """Shutdown: fail the queue, end every worker, busy or not."""
+        self.retiring = True
+        for task in [*self._tasks, *([self._shrinker] if self._shrinker else [])]:
+            task.cancel()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(Unavailable("The server is shutting down."))
+        workers = list(self.workers)
+        self.workers.clear()
+        self.idle.clear()
+        await asyncio.gather(*(self.dispose(w, "shut down with the server") for w in workers), return_exceptions=True)
+
+    # growing and shrinking ---------------------------------------------------------------
+    def _grow(self) -> None:
+        """Start workers for the queue (up to maximum), or back up to minimum."""
+        if self.retiring:
+            wanted = 1 if self.waiters and not self.workers and not self.starting else 0
+        else:
+            wanted = max(self.minimum - len(self.workers) - self.starting, len(self.waiters) - self.starting)
+            wanted = min(wanted, self.maximum - len(self.workers) - self.starting)
+        for _ in range(max(0, wanted)):
+            self.starting += 1
+            self._spawn(self._start_one())
+
+    async def _start_one(self) -> None:
+        try:
+            worker = await self.launch()
+        except Exception as e:
+            self.starting -= 1
+            log.error("%s: a kernel failed to start: %s", self.name, e)
+            if not self.workers and not self.starting:  # nothing left that could serve the queue
+                message = getattr(e, "message", str(e))
+                while self.waiters:
+                    waiter = self.waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_exception(Unavailable(f"No kernel could be started for {self.name}: {message}",
+                                                         "Kernel Failed", headers={"Retry-After": RETRY_AFTER}))
+            return
+        self.starting -= 1
+        self.workers.add(worker)
+        self.release(worker)
+
+    def _discard(self, worker: Worker, reason: str) -> None:
+        self.workers.discard(worker)
+        if worker in self.idle:
+            self.idle.remove(worker)
+        self._spawn(self.dispose(worker, reason))
+
+    async def _shrink_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.idle_timeout / 4, 0.05))
+            self.shrink()
+
+    def shrink(self) -> None:
+        """End idle workers beyond the minimum that have waited longer than idle_timeout."""
+        now = time.monotonic()
+        extra = len(self.workers) - self.minimum
+        for worker in sorted(self.idle, key=lambda w: w.last_used):
+            if extra <= 0 or now - worker.last_used < self.idle_timeout:
+                break
+            self._discard(worker, f"idle for {self.idle_timeout:g} s beyond the pool's minimum")
+            extra -= 1
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def wrapped() -> None:
+            await coro
+
+        task = asyncio.create_task(wrapped())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
