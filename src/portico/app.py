@@ -36,9 +36,10 @@ def api_spec(settings: Settings) -> dict[str, Any]:
 class ServerRoutes:
     """/api, /api/status, the API description and /metrics."""
 
-    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics, notebooks: NotebookApis) -> None:
         self.settings = settings
         self.kernels = kernels
+        self.notebooks = notebooks
         self.metrics = metrics
         self.started = time.time()
         self.spec = api_spec(settings)
@@ -58,7 +59,8 @@ class ServerRoutes:
     async def status(self, request: web.Request) -> web.Response:
         last = self.kernels.last_activity()
         return json_response({"started": iso(self.started), "last_activity": iso(last or self.started),
-                              "kernels": len(self.kernels.kernels), "connections": self.kernels.connections()})
+                              "kernels": len(self.kernels.kernels), "connections": self.kernels.connections(),
+                              "notebooks": self.notebooks.status()})
 
     async def spec_as_yaml(self, request: web.Request) -> web.Response:
         return web.Response(text=self.spec_yaml, content_type="application/yaml")
@@ -78,7 +80,7 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_size,
     )
     notebooks = NotebookApis(settings, kernels)
-    ServerRoutes(settings, kernels, metrics).add_to(app.router)
+    ServerRoutes(settings, kernels, metrics, notebooks).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
     notebooks.add_to(app.router)
 

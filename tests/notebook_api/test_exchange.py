@@ -77,11 +77,15 @@ def test_a_failing_response_info_or_cell() -> None:
 
 
 def test_request_code_per_language() -> None:
-    bundle = {"body": "é\"'", "args": {}, "path": {}, "headers": {}}
+    bundle = {"body": "é\"'\n\u2028😀", "args": {}, "path": {}, "headers": {}}
     code = request_code(bundle, "python")
     assert code.startswith("REQUEST = ")
     namespace: dict[str, object] = {}
     exec(code, namespace)
     assert json.loads(str(namespace["REQUEST"])) == bundle
+    broken = {"body": "", "args": {}, "path": {}, "headers": {"X-Bytes": "a\udcff"}}
+    namespace = {}
+    exec(request_code(broken, "python"), namespace)
+    assert json.loads(str(namespace["REQUEST"]))["headers"]["X-Bytes"] == "a\ufffd\ufffd\ufffd"
     assert request_code(bundle, "perl").startswith("my $REQUEST = ")
     assert request_code(bundle, "bash").startswith("REQUEST=")

@@ -290,7 +290,8 @@ class Kernels:
         seed = kernel.seed
         if seed is None:
             return
-        for number, code in enumerate(seed.cells, 1):
+        for index, code in enumerate(seed.cells):
+            number = seed.numbers[index] if seed.numbers else index + 1
             reply = await kernel.relay.execute(code, timeout)
             if reply.get("status") != "ok":
                 raise Unavailable(f"Seed notebook {seed.path}, code cell {number}: "

@@ -14,6 +14,7 @@ class Seed:
     path: str
     kernel_name: str
     cells: tuple[str, ...]
+    numbers: tuple[int, ...] = ()  # each cell's number among the notebook's code cells
 
     @classmethod
     def load(cls, path: str, default_kernel: str) -> Seed:
@@ -22,5 +23,6 @@ class Seed:
         except Exception as e:
             raise SettingsError(f"option seed: {path} is not a readable notebook ({e})") from None
         name = nb.metadata.get("kernelspec", {}).get("name") or default_kernel
-        cells = tuple(c.source for c in nb.cells if c.cell_type == "code" and c.source.strip())
-        return cls(path, name, cells)
+        code = [(i, c.source) for i, c in enumerate((c for c in nb.cells if c.cell_type == "code"), 1)]
+        seeds = [(i, source) for i, source in code if source.strip()]
+        return cls(path, name, tuple(s for _, s in seeds), tuple(i for i, _ in seeds))

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..web.errors import CellFailed
+from ..web.errors import BadRequest, CellFailed
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -65,8 +65,16 @@ async def request_bundle(request: web.Request, path: dict[str, str], token: str)
 
 
 def request_code(bundle: dict[str, Any], language: str) -> str:
-    """The statement that sets REQUEST in the kernel's language (Kernel Gateway's forms)."""
-    literal = json.dumps(orjson.dumps(bundle).decode())
+    """The statement that sets REQUEST in the kernel's language (Kernel Gateway's forms).
+
+    The literal keeps non-ASCII characters as they are: escaping them would write a character
+    beyond the BMP as a surrogate pair, which a Python literal reads as two broken characters.
+    """
+    try:
+        text = orjson.dumps(bundle).decode()
+    except TypeError:  # a lone surrogate (undecodable bytes in a header): replaced, not fatal
+        text = orjson.dumps(_without_surrogates(bundle)).decode()
+    literal = json.dumps(text, ensure_ascii=False)
     if language == "perl":
         return f"my $REQUEST = {literal}"
     if language in ("bash", "sh"):
@@ -74,10 +82,25 @@ def request_code(bundle: dict[str, Any], language: str) -> str:
     return f"REQUEST = {literal}"
 
 
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
 async def _body(request: web.Request) -> Any:
     kind = request.content_type
     if kind in FORM_TYPES:
-        fields = await request.post()
+        try:
+            fields = await request.post()
+        except web.HTTPException:
+            raise
+        except Exception as e:
+            raise BadRequest(f"The body is not valid {kind}: {e or type(e).__name__}.") from None
         out: dict[str, list[str]] = {}
         for name, value in fields.items():
             if isinstance(value, str):

@@ -117,7 +117,7 @@ def load(path: str, *, kernel_name: str, installed: dict[str, str], prefixes: di
     language = (nb.metadata.get("language_info", {}).get("name") or spec.get("language")
                 or installed[name] or "python").lower()
     prefix = prefixes.get(language, "#")
-    cells = [(i, c.source) for i, c in enumerate(nb.cells, 1) if c.cell_type == "code"]
+    cells = list(enumerate((c.source for c in nb.cells if c.cell_type == "code"), 1))
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     title = str(nb.metadata.get("title") or file.stem)
     parser = SwaggerParser(prefix, markdown, path) if SwaggerParser.applies(prefix, cells) else CellParser(prefix, path)
@@ -126,7 +126,8 @@ def load(path: str, *, kernel_name: str, installed: dict[str, str], prefixes: di
         raise SettingsError(f"notebook {path} has no endpoints: annotate a code cell's first line, "
                             f"e.g. '{prefix} GET /hello'")
     ordered = tuple(sorted(routes, key=lambda r: r.rank, reverse=True))
-    return NotebookApi(file, name, language, title, ordered, Seed(str(file), name, tuple(seeds)),
+    seed = Seed(str(file), name, tuple(s for _, s in seeds), tuple(n for n, _ in seeds))
+    return NotebookApi(file, name, language, title, ordered, seed,
                        getattr(parser, "document", None), source)
 
 
@@ -139,16 +140,16 @@ class CellParser:
         self.looks_like = re.compile(rf"{p}\s+(ResponseInfo\b|(?:{'|'.join(VERBS)})\s+/)")
         self.annotation = re.compile(rf"{p}\s+(ResponseInfo\s+)?({'|'.join(VERBS)})\s+(/\S*)(.*)")
 
-    def parse(self, cells: list[tuple[int, str]]) -> tuple[list[Route], list[str]]:
+    def parse(self, cells: list[tuple[int, str]]) -> tuple[list[Route], list[tuple[int, str]]]:
         bodies: dict[tuple[str, str], list[str]] = {}
         responses: dict[tuple[str, str], list[str]] = {}
         timeouts: dict[tuple[str, str], float] = {}
-        seeds: list[str] = []
+        seeds: list[tuple[int, str]] = []
         for number, source in cells:
             first = source.split("\n", 1)[0]
             if not self.looks_like.match(first):
                 if source.strip():
-                    seeds.append(source)
+                    seeds.append((number, source))
                 continue
             response, verb, path, rest = self._annotation(number, first)
             key = (verb, path)
@@ -216,18 +217,18 @@ class SwaggerParser:
         bound = re.compile(rf"{re.escape(prefix)}\s*(ResponseInfo\s+)?operationId:")
         return any(bound.match(source) for _, source in cells)
 
-    def parse(self, cells: list[tuple[int, str]]) -> tuple[list[Route], list[str]]:
+    def parse(self, cells: list[tuple[int, str]]) -> tuple[list[Route], list[tuple[int, str]]]:
         bodies: dict[str, list[str]] = {}
         responses: dict[str, list[str]] = {}
-        seeds: list[str] = []
-        for _, source in cells:
+        seeds: list[tuple[int, str]] = []
+        for number, source in cells:
             first = source.split("\n", 1)[0].rstrip()
             if m := self.response.match(first):
                 responses.setdefault(m.group(1), []).append(source)
             elif m := self.operation.match(first):
                 bodies.setdefault(m.group(1), []).append(source)
             elif source.strip():
-                seeds.append(source)
+                seeds.append((number, source))
         routes = []
         paths = self.document.get("paths")
         for template, operations in (paths.items() if isinstance(paths, dict) else []):

@@ -244,6 +244,9 @@ class NotebookApis:
         for mount in self.mounts:
             mount.add_to(router)
 
+    def status(self) -> list[dict[str, object]]:
+        return [{"prefix": m.url_prefix, "notebook": m.file, **m.version.pool.counts()} for m in self.mounts]
+
     async def start(self) -> None:
         await asyncio.gather(*(m.start() for m in self.mounts))
 

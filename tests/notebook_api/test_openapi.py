@@ -1,0 +1,92 @@
+"""The notebook API's descriptions: valid documents, and true under property-based testing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from openapi_spec_validator import validate
+
+from portico_testing import Server, start_server, write_notebook
+
+SAMPLE = [
+    "import json\nITEMS = {}",
+    "# GET /hello/:name\nprint('hello', json.loads(REQUEST)['path']['name'])",
+    "# GET /items\nprint(json.dumps(sorted(ITEMS)))",
+    "# ResponseInfo GET /items\nprint(json.dumps({'headers': {'Content-Type': 'application/json'}}))",
+    "# POST /items\nreq = json.loads(REQUEST)\nITEMS[str(len(ITEMS))] = req['body']\nprint(len(ITEMS) - 1)",
+    "# ResponseInfo POST /items\nprint(json.dumps({'status': 201}))",
+    "# PUT /items/:id\nreq = json.loads(REQUEST)\nITEMS[req['path']['id']] = req['body']",
+    "# DELETE /items/:id\nITEMS.pop(json.loads(REQUEST)['path']['id'], None)",
+    "# PATCH /items/:id/name\nprint('patched')",
+    "# HEAD /items/:id\npass",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("spec")
+    srv = start_server("--notebook", f"/svc={write_notebook(root / 'sample.ipynb', SAMPLE)}")
+    yield srv
+    srv.stop()
+
+
+async def spec(http: aiohttp.ClientSession, server: Server, name: str) -> dict[str, object]:
+    async with http.get(f"{server.url}svc/_api/spec/{name}", headers=server.headers) as r:
+        assert r.status == 200
+        document: dict[str, object] = await r.json()
+        return document
+
+
+async def test_both_documents_validate(http: aiohttp.ClientSession, server: Server) -> None:
+    openapi, swagger = await spec(http, server, "openapi.json"), await spec(http, server, "swagger.json")
+    validate(openapi)  # type: ignore[arg-type]
+    validate(swagger)  # type: ignore[arg-type]
+    assert openapi["servers"] == [{"url": "/svc"}] and swagger["basePath"] == "/svc"
+    assert set(openapi["paths"]) == set(swagger["paths"]) == {  # type: ignore[call-overload]
+        "/hello/{name}", "/items", "/items/{id}", "/items/{id}/name"}
+    hello = openapi["paths"]["/hello/{name}"]["get"]  # type: ignore[index]
+    assert hello["parameters"] == [{"name": "name", "in": "path", "required": True,
+                                    "schema": {"type": "string", "minLength": 1}}]
+
+
+def test_schemathesis_finds_no_5xx_and_no_contradiction(server: Server, tmp_path: Path) -> None:
+    st = Path(sys.executable).parent / "st"
+    result = subprocess.run(
+        [str(st), "run", server.url + "svc/_api/spec/openapi.json", "-H", f"Authorization: token {server.token}",
+         "--checks", "all", "--exclude-checks",
+         "use_after_free,ensure_resource_availability,object_level_authorization,positive_data_acceptance",
+         "--max-examples", "25", "--seed", "1", "--generation-database", "none", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert server.proc.poll() is None
+    log = "".join(server.stderr)
+    assert '" 500 ' not in log and '" 502 ' not in log, log[-3000:]
+    # aiohttp logs the requests its parser refuses (400); anything else would be a failure
+    assert log.count("Traceback") == log.count("aiohttp.http_exceptions.BadHttpMessage"), log[-6000:]
+
+
+def test_the_swagger_variant_serves_its_own_document(tmp_path: Path) -> None:
+    document = {"swagger": "2.0", "info": {"title": "Pets", "version": "1"}, "paths": {
+        "/pets/{id}": {"get": {"operationId": "getPet", "responses": {"200": {"description": "a pet"}},
+                               "parameters": [{"name": "id", "in": "path", "required": True, "type": "string"}]}}}}
+    notebook = write_notebook(tmp_path / "pets.ipynb", [
+        ("markdown", "```json\n" + json.dumps(document) + "\n```"), "import json",
+        "# operationId: getPet\nprint('pet', json.loads(REQUEST)['path']['id'])",
+        "# ResponseInfo operationId: getPet\nprint(json.dumps({'status': 200, 'headers': {'X-Pet': 'yes'}}))"])
+    server = start_server("--notebook", notebook)
+    try:
+        import urllib.request
+        request = urllib.request.Request(server.url + "pets/7", headers=server.headers)
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.read() == b"pet 7\n" and r.headers["X-Pet"] == "yes"
+        request = urllib.request.Request(server.url + "_api/spec/swagger.json", headers=server.headers)
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert json.loads(r.read()) == document
+    finally:
+        server.stop()
