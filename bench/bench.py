@@ -29,16 +29,26 @@ FLOOD = f"from IPython.display import display\nfor i in range({FLOOD_N}): displa
 BIGOUT = "print('x' * 20_000_000)"
 
 
+NOTEBOOK_CELLS = [
+    "import json",
+    "# GET /hello/:name\nreq = json.loads(REQUEST)\nprint('hello', req['path']['name'])",
+    "# ResponseInfo GET /hello/:name\nprint(json.dumps({'status': 200, 'headers': {'Content-Type': 'text/plain'}}))",
+]
+
+
 @dataclass(frozen=True)
 class Target:
     server: str | None  # None: ZeroMQ directly, no web server
     v1: bool = False
     rate_limited: bool = False
+    http: bool = False  # a plain HTTP scenario: no WebSocket protocol to name
 
     @property
     def label(self) -> str:
         if self.server is None:
             return "direct ZeroMQ"
+        if self.http:
+            return self.server
         protocol = "v1" if self.v1 else "json"
         return f"{self.server} ({protocol}{', default rate limits' if self.rate_limited else ''})"
 
@@ -60,6 +70,12 @@ class Context:
                 starter = servers.STARTERS[name]
                 self.servers[key] = await (starter(**kw) if name == "Portico" else starter(rate_limit=rate_limited))
             return self.servers[key]
+
+    async def custom(self, key: tuple[Any, ...], starter: Callable[[], Awaitable[Server]]) -> Server:
+        async with self._lock:
+            if key not in self.servers:
+                self.servers[key] = await starter()  # type: ignore[index]
+            return self.servers[key]  # type: ignore[index]
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -215,11 +231,54 @@ async def timed(kernel: Kernel) -> float:
     return time.perf_counter() - t0
 
 
+def notebook_file() -> str:
+    import nbformat
+
+    path = os.path.join(servers.tempfile.gettempdir(), "portico-bench-api.ipynb")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+async def notebook(ctx: Context, target: Target, pool: int, n: int, concurrency: int = 8) -> dict[str, float]:
+    """Requests to one annotated cell (with a ResponseInfo cell) at a fixed concurrency."""
+    assert target.server is not None
+    name = target.server
+    server = await ctx.custom((name, "notebook", pool),
+                              lambda: servers.notebook_api(name, notebook_file(), pool, "hello/ready"))
+    url, headers = server.url + "hello/", server.headers
+
+    async def one(i: int) -> float:
+        t0 = time.perf_counter()
+        async with ctx.http.get(f"{url}n{i}", headers=headers) as r:
+            body = await r.read()
+            if r.status != 200 or body != f"hello n{i}\n".encode():
+                raise RuntimeError(f"{name}: {r.status} {body[:200]!r}")
+        return time.perf_counter() - t0
+
+    for i in range(4 * pool):  # every kernel of the pool warm
+        await one(i)
+    times: list[float] = []
+    requests = iter(range(n))
+
+    async def client() -> None:
+        for i in requests:
+            times.append(await one(i))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return {"requests/s": n / elapsed, "p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000}
+
+
 # the run --------------------------------------------------------------------------------------
 WS_TARGETS = [Target("Portico", True), Target("Portico", False), Target("Kernel Gateway", True), Target("Kernel Gateway", False),
               Target("Jupyter Server", True), Target("Jupyter Server", False)]
 ALL_TARGETS = [Target(None), *WS_TARGETS]
 LIMITED = [Target("Kernel Gateway", False, True), Target("Jupyter Server", False, True)]
+NOTEBOOK_TARGETS = [Target("Portico", http=True), Target("Kernel Gateway", http=True)]
 
 SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float]]], dict[str, Any], str, bool]] = {
     # name: (targets, function, kwargs, headline metric, higher is better)
@@ -230,6 +289,8 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "bigout": (ALL_TARGETS, bigout, {}, "time s", False),
     "concurrent": (ALL_TARGETS, concurrent, {}, "executes/s", True),
     "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
+    "notebook (pool 1)": (NOTEBOOK_TARGETS, notebook, {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
+    "notebook (pool 4)": (NOTEBOOK_TARGETS, notebook, {"pool": 4, "n": 2 * int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
 }
 
 

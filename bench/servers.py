@@ -93,14 +93,14 @@ def _spawn(name: str, argv: list[str], port: int) -> Server:
     return server
 
 
-async def wait_ready(server: Server) -> None:
+async def wait_ready(server: Server, path: str = "api/kernelspecs") -> None:
     async with aiohttp.ClientSession() as http:
         async with asyncio.timeout(60):
             while True:
                 if server.proc.poll() is not None:
                     raise RuntimeError(f"{server.name} exited:\n" + "".join(server.log[-20:]))
                 try:
-                    async with http.get(server.url + "api/kernelspecs", headers=server.headers) as r:
+                    async with http.get(server.url + path, headers=server.headers) as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -135,6 +135,23 @@ async def jupyter_server(rate_limit: bool = False) -> Server:
                                        f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
                                        "--log-level=WARN"], port)
     await wait_ready(server)
+    return server
+
+
+async def notebook_api(name: str, notebook: str, pool: int, ready_path: str) -> Server:
+    """Portico's notebook HTTP API, or Kernel Gateway's notebook-http mode, with a fixed pool."""
+    port = free_port()
+    if name == "Portico":
+        argv = [str(PORTICO), "--port", str(port), "--token", TOKEN, "--pool-size", "0", "--notebook", notebook,
+                "--notebook-pool-min", str(pool), "--notebook-pool-max", str(pool), "--log-level", "warning",
+                "--kernel-env-inherit", "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"]
+    else:
+        argv = [str(ANCHORS / "jupyter-kernelgateway"), f"--KernelGatewayApp.port={port}",
+                "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.auth_token={TOKEN}",
+                "--KernelGatewayApp.api=kernel_gateway.notebook_http", f"--KernelGatewayApp.seed_uri={notebook}",
+                f"--KernelGatewayApp.prespawn_count={pool}", "--log-level=WARN"]
+    server = _spawn(name, argv, port)
+    await wait_ready(server, ready_path)
     return server
 
 

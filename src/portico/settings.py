@@ -96,6 +96,7 @@ class Settings:
     notebook_queue_size: int = _opt(64, "Requests per notebook API that may wait for a kernel; the next gets 503 with Retry-After.", minimum=0)
     notebook_idle_timeout: float = _opt(60.0, "Seconds a kernel beyond notebook_pool_min may stay idle before it is shut down.", minimum=0.1)
     notebook_timeout: float = _opt(60.0, "Seconds a notebook API request may run before its kernel is interrupted and the client gets 504; an annotation's timeout=N overrides it.", minimum=0.1)
+    notebook_one_execution: bool = _opt(True, "Python kernels: set REQUEST, run the cell and its ResponseInfo in one execution (a third of Kernel Gateway's kernel work); off, three executions as Kernel Gateway does.")
     notebook_debug: bool = _opt(False, "Include the traceback in the 500 response of a cell that raised.")
     notebook_source: bool = _opt(False, "Serve each notebook file at PREFIX/_api/source (Kernel Gateway's allow_notebook_download).")
     notebook_public_dir: str = _opt("", "A directory served as static files at /public/ (Kernel Gateway's static_path).")

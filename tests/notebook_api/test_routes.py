@@ -36,18 +36,22 @@ CELLS = [
     "# ResponseInfo HEAD /exists\nprint(json.dumps({'headers': {'X-Exists': 'yes'}}))",
     "# GET /bad-info\nprint('body')",
     "# ResponseInfo GET /bad-info\nprint('status: 201')",
+    "# GET /info-raises\nprint('body')",
+    "# ResponseInfo GET /info-raises\nraise KeyError('no info')",
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["one execution", "three executions"])
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Both ways a request runs: one execution (Python kernels) and Kernel Gateway's three (any language)."""
     root = tmp_path_factory.mktemp("nb")
     public = root / "static"
     public.mkdir()
     (public / "page.html").write_text("<p>static</p>")
     notebook = write_notebook(root / "api.ipynb", CELLS)
     srv = start_server("--notebook", notebook, "--notebook-pool-max", "1", "--notebook-source",
-                       "--notebook-public-dir", str(public))
+                       "--notebook-public-dir", str(public),
+                       "--notebook-one-execution", str(request.param == "one execution"))
     yield srv
     srv.stop()
 
@@ -115,6 +119,8 @@ async def test_outputs_errors_and_verbs(http: aiohttp.ClientSession, server: Ser
     assert error["ename"] == "ValueError" and "traceback" not in error
     status, _, body = await call(http, server, "GET", "/bad-info")
     assert status == 500 and "ResponseInfo for GET /bad-info must print one JSON object" in json.loads(body)["message"]
+    status, _, body = await call(http, server, "GET", "/info-raises")
+    assert status == 500 and json.loads(body)["message"] == "ResponseInfo for GET /info-raises raised KeyError: 'no info'"
     status, headers, body = await call(http, server, "HEAD", "/exists")
     assert (status, headers["X-Exists"], body) == (200, "yes", b"")
     status, headers, body = await call(http, server, "PATCH", "/people")

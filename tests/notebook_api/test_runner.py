@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ CELLS = [
     "# GET /pid\nprint(os.getpid())",
     "# GET /die\nos._exit(3)",
     "# GET /deaf\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)",
+    "# GET /raise\n\n\nraise RuntimeError('on line 4')",
     "# GET /quick timeout=0.5\ntime.sleep(float(json.loads(REQUEST)['args']['s'][0]))\nprint('quick')",
 ]
 
@@ -31,7 +33,8 @@ def serve(tmp: Path, *options: str) -> Server:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = serve(tmp_path_factory.mktemp("single"), "--notebook-pool-max", "1", "--notebook-timeout", "2")
+    srv = serve(tmp_path_factory.mktemp("single"), "--notebook-pool-max", "1", "--notebook-timeout", "2",
+                "--notebook-debug")
     yield srv
     srv.stop()
 
@@ -63,6 +66,15 @@ async def test_a_request_over_its_timeout_gets_504_and_the_kernel_serves_again(
     status, body, _ = await get(http, single, "sleep?s=0")
     assert (status, body) == (200, "slept yes\n")
     assert (await get(http, single, "pid"))[1] == pid  # the same kernel, interrupted, not replaced
+
+
+async def test_debug_shows_the_traceback_with_the_cells_own_line_numbers(
+        http: aiohttp.ClientSession, single: Server) -> None:
+    status, body, _ = await get(http, single, "raise")
+    error = json.loads(body)
+    assert status == 500 and error["evalue"] == "on line 4"
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "".join(error["traceback"]))
+    assert "line 4" in plain and "----> 4" in plain  # setting REQUEST added no line
 
 
 async def test_an_annotation_timeout_overrides_the_setting(http: aiohttp.ClientSession, single: Server) -> None:

@@ -21,6 +21,7 @@ ResponseInfo's status and headers apply to every one but the first.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Outputs:
     displays: list[dict[str, Any]] = field(default_factory=list)  # display_data bundles
     result: dict[str, Any] | None = None  # execute_result bundle
     error: dict[str, Any] | None = None
+    expressions: dict[str, Any] = field(default_factory=dict)  # the execute_reply's user_expressions
 
     def take(self, msg_type: str, content: dict[str, Any]) -> None:
         if msg_type == "stream":
@@ -143,12 +145,49 @@ def _headers(request: web.Request, token: str) -> dict[str, Any]:
     return out
 
 
-# response --------------------------------------------------------------------------------
+# Python kernels: one execute_request per HTTP request -------------------------------------
+PYTHON_PRELUDE = '''def __portico_response_info(code, _io=__import__("io"), _cl=__import__("contextlib")):
+    """Portico's notebook API: runs a ResponseInfo cell and returns what it printed."""
+    buffer = _io.StringIO()
+    with _cl.redirect_stdout(buffer):
+        exec(code, globals())
+    return buffer.getvalue()
+'''
+RESPONSE_INFO = "portico_response_info"
+
+
+def python_step_code(code: str, bundle: dict[str, Any]) -> str:
+    """The endpoint code with REQUEST set on its first line, in front of the annotation comment:
+    one execution instead of two, and tracebacks keep the cell's line numbers."""
+    return f"{request_code(bundle, 'python')}  {code}"
+
+
+def python_expressions(response_code: str | None) -> dict[str, str]:
+    """ResponseInfo as a user expression: the kernel runs it after the cell, in the same request,
+    and only when the cell succeeded (as the kernel aborts a queued step after an error)."""
+    return {RESPONSE_INFO: f"__portico_response_info({response_code!r})"} if response_code else {}
+
+
+def printed_by_expression(outputs: Outputs, where: str) -> str:
+    result = outputs.expressions.get(RESPONSE_INFO) or {}
+    if result.get("status") != "ok":
+        raise CellFailed(f"ResponseInfo for {where} raised {_error_text(result)}")
+    try:
+        return str(ast.literal_eval(result["data"]["text/plain"]))
+    except (KeyError, ValueError, SyntaxError):
+        raise CellFailed(f"ResponseInfo for {where}: the kernel returned no readable output") from None
+
+
+# response ---------------------------------------------------------------------------------
 def response_info(outputs: Outputs, where: str) -> tuple[int, dict[str, str]]:
     """ResponseInfo's printed {"status": int, "headers": {...}}; anything else is a 500 saying why."""
     if outputs.error is not None:
         raise CellFailed(f"ResponseInfo for {where} raised {_error_text(outputs.error)}")
-    text = "".join(outputs.stdout).strip()
+    return parse_response_info("".join(outputs.stdout), where)
+
+
+def parse_response_info(printed: str, where: str) -> tuple[int, dict[str, str]]:
+    text = printed.strip()
     try:
         info = orjson.loads(text)
     except orjson.JSONDecodeError:

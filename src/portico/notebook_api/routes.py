@@ -19,11 +19,12 @@ from aiohttp import web
 
 from ..kernels.manager import Kernels
 from ..kernels.relay import RelayOptions
+from ..kernels.seed import Seed
 from ..settings import Settings, SettingsError
 from ..web.errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError
 from ..web.jsonio import json_response
 from . import exchange, openapi, parse
-from .runner import KernelDied, KernelPool, Worker
+from .runner import KernelDied, KernelPool, Step, Worker
 
 log = logging.getLogger("portico")
 
@@ -89,8 +90,12 @@ class Mount:
         s = self.settings
         poll = s.kernel_poll_interval
 
+        seed = api.seed
+        if self.one_execution(api):  # the helper the one-execution form of a request calls
+            seed = Seed(seed.path, seed.kernel_name, (exchange.PYTHON_PRELUDE, *seed.cells), (0, *seed.numbers))
+
         async def launch() -> Worker:
-            kernel = await self.kernels.launch_private(api.kernel_name, str(api.path.parent), api.seed, NO_JOURNAL)
+            kernel = await self.kernels.launch_private(api.kernel_name, str(api.path.parent), seed, NO_JOURNAL)
             return Worker(kernel, poll)
 
         async def dispose(worker: Worker, reason: str) -> None:
@@ -100,6 +105,9 @@ class Mount:
         return KernelPool(f"notebook {api.path.name}", launch, dispose, s.notebook_pool_min,
                           max(s.notebook_pool_max, s.notebook_pool_min), s.notebook_queue_size,
                           s.notebook_idle_timeout)
+
+    def one_execution(self, api: parse.NotebookApi) -> bool:
+        return api.language == "python" and self.settings.notebook_one_execution
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,9 +193,12 @@ class Mount:
         raw_path = "/" + request.rel_url.raw_path[len(self.url_prefix):]
         route, params = self.match(version, request.method, raw_path)
         bundle = await exchange.request_bundle(request, params, self.settings.token)
-        steps = [(exchange.request_code(bundle, version.api.language), True), (route.code, False)]
-        if route.response_code is not None:
-            steps.append((route.response_code, True))
+        if self.one_execution(version.api):
+            steps = [Step(exchange.python_step_code(route.code, bundle), expressions=exchange.python_expressions(route.response_code))]
+        else:  # any language: set REQUEST, run the cell, run ResponseInfo; sent at once, run in order
+            steps = [Step(exchange.request_code(bundle, version.api.language), silent=True), Step(route.code)]
+            if route.response_code is not None:
+                steps.append(Step(route.response_code, silent=True))
         timeout = route.timeout or self.settings.notebook_timeout
         where = f"{route.verb} {route.path}"
         pool = version.pool
@@ -207,14 +218,16 @@ class Mount:
                 pool.release(worker)
             else:  # timed out or abandoned: interrupt, then reuse or replace
                 pool.recover(worker, INTERRUPT_GRACE)
-        return self.respond(outputs, where)
+        return self.respond(outputs, where, route.response_code is not None)
 
-    def respond(self, outputs: list[exchange.Outputs], where: str) -> web.Response:
-        cell = outputs[1]
+    def respond(self, outputs: list[exchange.Outputs], where: str, has_info: bool) -> web.Response:
+        cell = outputs[0] if len(outputs) == 1 else outputs[1]
         if cell.error is not None:
             raise exchange.cell_error(cell, where, self.settings.notebook_debug)
         status, headers = 200, dict[str, str]()
-        if len(outputs) > 2:
+        if has_info and len(outputs) == 1:
+            status, headers = exchange.parse_response_info(exchange.printed_by_expression(cell, where), where)
+        elif has_info:
             status, headers = exchange.response_info(outputs[2], where)
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
         body, content_type = exchange.body(cell, content_type)

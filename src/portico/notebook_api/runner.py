@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,6 +35,13 @@ from .exchange import Outputs
 log = logging.getLogger("portico")
 
 RETRY_AFTER = "1"  # seconds, for a request turned away by a full queue
+
+
+@dataclass(frozen=True)
+class Step:
+    code: str
+    silent: bool = False
+    expressions: dict[str, str] = field(default_factory=dict)  # user_expressions, evaluated after the code
 
 
 class KernelDied(Exception):
@@ -61,9 +69,10 @@ class Run:
         elif parent in self.outputs:
             self.outputs[parent].take(msg_type, content)
 
-    def on_reply(self, parent: str, status: str) -> None:
+    def on_reply(self, parent: str, content: dict[str, Any]) -> None:
         if parent in self.outputs:
-            self.replies[parent] = status
+            self.replies[parent] = str(content.get("status", ""))
+            self.outputs[parent].expressions = content.get("user_expressions") or {}
             self._check()
 
     def _check(self) -> None:
@@ -90,16 +99,16 @@ class Worker:
         self.run: Run | None = None
         self._tasks = [asyncio.create_task(self._read_replies()), asyncio.create_task(self._watch(poll_interval))]
 
-    async def execute(self, steps: list[tuple[str, bool]], timeout: float) -> list[Outputs]:
-        """Run the steps (code, silent) in order; the outputs of each.
+    async def execute(self, steps: list[Step], timeout: float) -> list[Outputs]:
+        """Run the steps in order; the outputs of each.
 
         Raises TimeoutError (the run goes on: interrupt, then settle) or KernelDied.
         """
         if self.died:
             raise KernelDied("the kernel had died")
         requests = [wire.build("execute_request", {
-            "code": code, "silent": silent, "store_history": False, "user_expressions": {},
-            "allow_stdin": False, "stop_on_error": True}) for code, silent in steps]
+            "code": step.code, "silent": step.silent, "store_history": False, "user_expressions": step.expressions,
+            "allow_stdin": False, "stop_on_error": True}) for step in steps]
         run = self.run = Run([r.header["msg_id"] for r in requests])
         for msg_id in run.ids:
             self.relay.taps[msg_id] = run.on_iopub
@@ -137,7 +146,7 @@ class Worker:
             parts = self.relay.accept(await self.shell.recv_multipart(), "shell")
             run = self.run
             if parts is not None and run is not None:
-                run.on_reply(orjson.loads(parts[1]).get("msg_id"), orjson.loads(parts[3]).get("status", ""))
+                run.on_reply(orjson.loads(parts[1]).get("msg_id"), orjson.loads(parts[3]))
 
     async def _watch(self, interval: float) -> None:
         while await self.kernel.km.is_alive():
