@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -150,3 +152,21 @@ async def test_source_public_and_specs(http: aiohttp.ClientSession, server: Serv
     spec = json.loads(body)
     validate(spec)  # type: ignore[arg-type]
     assert set(spec["paths"]["/people/{id}"]) == {"put", "delete"}
+
+
+def test_readme_notebook_example_runs(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## The notebook HTTP API"):]
+    run = re.search(r"^scripts/run --token secret --notebook (\S+)$", section, re.M)
+    commands = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert run and commands, "the README's notebook example moved"
+    server = start_server("--notebook", str(root / run.group(1)))
+    try:
+        lines = commands.group(1).strip().splitlines()
+        for command, expected in zip(lines[::2], lines[1::2]):
+            command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
+            out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
+            assert out.strip() == expected.removeprefix("# "), command
+    finally:
+        server.stop()
