@@ -97,6 +97,7 @@ def build_app(settings: Settings) -> web.Application:
         await kernels.shutdown_all()
 
     async def close_clients(app: web.Application) -> None:
+        notebooks.stop_serving()
         await kernels.disconnect_all("server shutting down")
 
     app.cleanup_ctx.append(lifespan)

@@ -35,6 +35,11 @@ def configure(level: str, fmt: str) -> None:
 class AccessLogger(AbstractAccessLogger):
     """`remote "METHOD path" status bytes seconds`; with JSON logging, the same as fields."""
 
+    @property
+    def enabled(self) -> bool:
+        """aiohttp skips log() when this is false (log_level above info)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         fields = {"remote": request.remote, "method": request.method, "path": request.path,
                   "status": response.status, "bytes": response.body_length, "seconds": round(time, 6)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -150,3 +151,31 @@ async def test_the_pool_grows_on_demand_and_shrinks_when_idle(http: aiohttp.Clie
 
     await until(shrunk)
     assert (await get(http, elastic, "sleep?s=0"))[0] == 200
+
+
+async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    marker = f"MARKER={os.getpid()}-{id(tmp_path)}"
+    server = start_server("--notebook", write_notebook(tmp_path / "api.ipynb", CELLS), "--notebook-pool-min", "2",
+                          "--kernel-env-inherit", "MARKER", env={"MARKER": marker.split("=", 1)[1]})
+    busy = asyncio.create_task(get(http, server, "sleep?s=600"))
+    assert len([p for p in _with_entry(marker) if p.name != str(server.proc.pid)]) == 2
+
+    async def running() -> bool:
+        return (await pool(http, server))["idle"] == 1
+
+    await until(running)
+    assert server.stop() == 0
+    status, body, _ = await busy
+    assert status == 503 and "shutting down" in body  # told, not cut off
+    assert _with_entry(marker) == []
+
+
+def _with_entry(entry: str) -> list[Path]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if entry.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(proc)
+        except OSError:
+            pass
+    return found

@@ -121,6 +121,11 @@ class Mount:
         if self.settings.reload:
             self._watcher = asyncio.create_task(self._watch())
 
+    def stop_serving(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self.version.pool.stop_serving()
+
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
@@ -202,22 +207,22 @@ class Mount:
         timeout = route.timeout or self.settings.notebook_timeout
         where = f"{route.verb} {route.path}"
         pool = version.pool
-        worker = await pool.acquire()
-        settled = False
+        worker, run = await pool.start(steps)
         try:
-            outputs = await worker.execute(steps, timeout)
-            settled = True
+            async with asyncio.timeout_at(run.started + timeout):
+                await asyncio.shield(run.finished)
         except TimeoutError:
-            raise GatewayTimeout(f"{where} ran over its {timeout:g} s timeout (option notebook_timeout, or "
-                                 "timeout= in the annotation); its kernel was interrupted.") from None
+            if not run.finished.done():
+                pool.abandon(worker, run, INTERRUPT_GRACE)
+                raise GatewayTimeout(f"{where} ran over its {timeout:g} s timeout (option notebook_timeout, or "
+                                     "timeout= in the annotation); its kernel was interrupted.") from None
         except KernelDied:
-            settled = True
+            pool.release(worker)  # ended, and replaced
             raise BadGateway(f"The kernel serving {where} died; it is being replaced.", "Kernel Died") from None
-        finally:
-            if settled:
-                pool.release(worker)
-            else:  # timed out or abandoned: interrupt, then reuse or replace
-                pool.recover(worker, INTERRUPT_GRACE)
+        except asyncio.CancelledError:
+            pool.abandon(worker, run, INTERRUPT_GRACE)
+            raise
+        outputs = run.results
         return self.respond(outputs, where, route.response_code is not None)
 
     def respond(self, outputs: list[exchange.Outputs], where: str, has_info: bool) -> web.Response:
@@ -262,6 +267,10 @@ class NotebookApis:
 
     async def start(self) -> None:
         await asyncio.gather(*(m.start() for m in self.mounts))
+
+    def stop_serving(self) -> None:
+        for mount in self.mounts:
+            mount.stop_serving()
 
     async def close(self) -> None:
         await asyncio.gather(*(m.close() for m in self.mounts), return_exceptions=True)

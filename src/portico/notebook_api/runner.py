@@ -6,11 +6,12 @@ runs them in order, so one round trip does what Kernel Gateway does in three.  A
 over when every step has its execute_reply and its status: idle on iopub (an aborted step,
 one after a failing cell, has no output to wait for).
 
-    acquire: an idle worker, else start one (up to maximum) and wait in a bounded queue;
-             a full queue is a 503 with Retry-After at once
-    release: to the first waiter, else idle; extra idle workers end after idle_timeout
-    timeout: the kernel is interrupted; the worker serves again once its steps have ended,
-             else (and when its kernel died) it is replaced by a fresh, seeded one
+    start:   an idle worker runs the request at once; else the pool grows (up to maximum)
+             and the request waits in a bounded queue; a full queue is a 503 at once
+    release: when a run ends, its worker starts the first queued request there and then
+             (no task has to wake first), else goes idle; extra idle workers end after idle_timeout
+    abandon: a run over its timeout: the kernel is interrupted; the worker serves again once
+             its steps have ended, else (and when its kernel died) a fresh, seeded one replaces it
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ class KernelDied(Exception):
 class Run:
     """The steps of one request on one kernel, and what they produced."""
 
-    def __init__(self, ids: list[str]) -> None:
+    def __init__(self, ids: list[str], on_done: Callable[[Run], None]) -> None:
         self.ids = ids
         self.outputs = {i: Outputs() for i in ids}
         self.replies: dict[str, str] = {}
         self.idle: set[str] = set()
+        self.started = asyncio.get_running_loop().time()  # the request's timeout counts from here
+        self.abandoned = False  # timed out or given up: its worker is recovered, not handed on
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._on_done = on_done
+
+    @property
+    def results(self) -> list[Outputs]:
+        return [self.outputs[i] for i in self.ids]
 
     def on_iopub(self, parts: list[bytes]) -> None:
         parent = orjson.loads(parts[1]).get("msg_id")
@@ -79,14 +87,20 @@ class Run:
         if len(self.replies) == len(self.ids) and not self.finished.done() and all(
                 i in self.idle or self.replies[i] == "aborted" for i in self.ids):
             self.finished.set_result(None)
+            self._on_done(self)
 
     def fail(self, error: BaseException) -> None:
         if not self.finished.done():
             self.finished.set_exception(error)
+            self.finished.exception()  # retrieved here: its request may have gone
 
 
 class Worker:
-    """One kernel of a notebook's pool and the shell socket it is driven through."""
+    """One kernel of a notebook's pool and the shell socket it is driven through.
+
+    When a run ends, the worker goes straight back to its pool (on_idle), which hands it the
+    next queued request there and then: the kernel is fed without waiting for any task to wake.
+    """
 
     def __init__(self, kernel: Kernel, poll_interval: float) -> None:
         assert kernel.relay is not None
@@ -97,39 +111,37 @@ class Worker:
         self.died = False
         self.retired = False  # replaced by a reload, or not trusted after a timeout: ended on release
         self.run: Run | None = None
+        self.on_idle: Callable[[Worker], None] = lambda worker: None
         self._tasks = [asyncio.create_task(self._read_replies()), asyncio.create_task(self._watch(poll_interval))]
 
-    async def execute(self, steps: list[Step], timeout: float) -> list[Outputs]:
-        """Run the steps in order; the outputs of each.
-
-        Raises TimeoutError (the run goes on: interrupt, then settle) or KernelDied.
-        """
-        if self.died:
-            raise KernelDied("the kernel had died")
+    def start(self, steps: list[Step]) -> Run:
+        """Send the steps; the kernel runs them in order. Await the run's finished future,
+        which fails with KernelDied if the kernel dies first."""
         requests = [wire.build("execute_request", {
             "code": step.code, "silent": step.silent, "store_history": False, "user_expressions": step.expressions,
             "allow_stdin": False, "stop_on_error": True}) for step in steps]
-        run = self.run = Run([r.header["msg_id"] for r in requests])
+        run = self.run = Run([r.header["msg_id"] for r in requests], self._done)
+        if self.died:
+            run.fail(KernelDied("the kernel had died"))
+            return run
         for msg_id in run.ids:
             self.relay.taps[msg_id] = run.on_iopub
         for request in requests:
             self.relay.to_kernel(self.shell, "shell", request.parts)
-        async with asyncio.timeout(timeout):
-            await asyncio.shield(run.finished)
-        self._forget(run)
-        return [run.outputs[i] for i in run.ids]
+        return run
 
-    async def settle(self, grace: float) -> bool:
-        """After an interrupt: whether the unfinished run ended within grace seconds."""
-        run = self.run
-        if run is None:
-            return True
+    def _done(self, run: Run) -> None:
+        self._forget(run)
+        if not run.abandoned:
+            self.on_idle(self)
+
+    async def settle(self, run: Run, grace: float) -> bool:
+        """After an interrupt: whether the abandoned run ended within grace seconds."""
         try:
             async with asyncio.timeout(grace):
                 await asyncio.shield(run.finished)
         except (TimeoutError, KernelDied):
             return False
-        self._forget(run)
         return True
 
     def _forget(self, run: Run) -> None:
@@ -154,13 +166,19 @@ class Worker:
         self.died = True
         if self.run is not None:
             self.run.fail(KernelDied("the kernel process exited"))
-        if self.run is not None:
-            self.run.finished.exception()  # retrieved: nobody may be waiting any more
 
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         self.shell.close(linger=0)
+
+
+@dataclass(eq=False)
+class Job:
+    """A request waiting in a pool's queue: started on the first worker released."""
+
+    steps: list[Step]
+    started: asyncio.Future[tuple[Worker, Run]]
 
 
 class KernelPool:
@@ -178,8 +196,9 @@ class KernelPool:
         self.workers: set[Worker] = set()
         self.idle: list[Worker] = []
         self.starting = 0
-        self.waiters: deque[asyncio.Future[Worker]] = deque()
+        self.waiters: deque[Job] = deque()
         self.retiring = False
+        self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._shrinker: asyncio.Task[None] | None = None
 
@@ -189,7 +208,7 @@ class KernelPool:
         failures = [w for w in workers if isinstance(w, BaseException)]
         for worker in workers:
             if isinstance(worker, Worker):
-                self.workers.add(worker)
+                self._adopt(worker)
                 self.idle.append(worker)
         if failures:
             raise failures[0]
@@ -199,26 +218,28 @@ class KernelPool:
         return {"kernels": len(self.workers), "idle": len(self.idle), "starting": self.starting,
                 "queued": len(self.waiters)}
 
-    async def acquire(self) -> Worker:
+    async def start(self, steps: list[Step]) -> tuple[Worker, Run]:
+        """A worker running the steps: at once if one is idle, else after a wait in the queue."""
         while self.idle:
             worker = self.idle.pop()
             if not worker.died:
-                return worker
+                return worker, worker.start(steps)
             self._discard(worker, "died while idle")
         if len(self.waiters) >= self.queue_size:
             raise Unavailable(f"All {len(self.workers)} kernels of {self.name} are busy and {len(self.waiters)} "
                               "requests are queued (notebook_pool_max, notebook_queue_size); try again shortly.",
                               "Queue Full", headers={"Retry-After": RETRY_AFTER})
-        waiter: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
+        job = Job(steps, asyncio.get_running_loop().create_future())
+        self.waiters.append(job)
         self._grow()
         try:
-            return await waiter
+            return await job.started
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release(waiter.result())
-            elif waiter in self.waiters:
-                self.waiters.remove(waiter)
+            if job.started.done() and not job.started.cancelled() and job.started.exception() is None:
+                worker, run = job.started.result()
+                self.abandon(worker, run, 0)
+            elif job in self.waiters:
+                self.waiters.remove(job)
             raise
 
     def release(self, worker: Worker) -> None:
@@ -228,24 +249,28 @@ class KernelPool:
             return
         worker.last_used = time.monotonic()
         while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
+            job = self.waiters.popleft()
+            if not job.started.done():
+                job.started.set_result((worker, worker.start(job.steps)))
                 return
         if self.retiring:
             self._discard(worker, "replaced by a newer version of the notebook")
         else:
             self.idle.append(worker)
 
-    def recover(self, worker: Worker, grace: float) -> None:
-        """A worker whose run timed out (or was abandoned): interrupt it, then serve again or replace it."""
-        self._spawn(self._recover(worker, grace))
+    def abandon(self, worker: Worker, run: Run, grace: float) -> None:
+        """A run that timed out or lost its request: interrupt the kernel, then serve again or replace it."""
+        if run.finished.done():  # ended after all: the worker was handed on already
+            return
+        run.abandoned = True
+        if not self.closing:
+            self._spawn(self._recover(worker, run, grace))
 
-    async def _recover(self, worker: Worker, grace: float) -> None:
+    async def _recover(self, worker: Worker, run: Run, grace: float) -> None:
         try:
             if not worker.died:
                 await worker.interrupt()
-            if not await worker.settle(grace):
+            if not await worker.settle(run, grace):
                 log.warning("%s: a kernel did not come back within %g s of an interrupt; replacing it", self.name, grace)
                 worker.retired = True
         except Exception as e:
@@ -263,15 +288,22 @@ class KernelPool:
                 self._discard(worker, "replaced by a newer version of the notebook")
             self.idle.clear()
 
+    def stop_serving(self) -> None:
+        """Shutdown, first step: the queue and the running requests get 503 now."""
+        self.retiring = self.closing = True
+        while self.waiters:
+            job = self.waiters.popleft()
+            if not job.started.done():
+                job.started.set_exception(Unavailable("The server is shutting down."))
+        for worker in self.workers:
+            if worker.run is not None:
+                worker.run.fail(Unavailable("The server is shutting down; the request was cut short."))
+
     async def close(self) -> None:
-        """Shutdown: fail the queue, end every worker, busy or not."""
-        self.retiring = True
+        """Shutdown: end every worker, busy or not."""
+        self.stop_serving()
         for task in [*self._tasks, *([self._shrinker] if self._shrinker else [])]:
             task.cancel()
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(Unavailable("The server is shutting down."))
         workers = list(self.workers)
         self.workers.clear()
         self.idle.clear()
@@ -298,14 +330,18 @@ class KernelPool:
             if not self.workers and not self.starting:  # nothing left that could serve the queue
                 message = getattr(e, "message", str(e))
                 while self.waiters:
-                    waiter = self.waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_exception(Unavailable(f"No kernel could be started for {self.name}: {message}",
+                    job = self.waiters.popleft()
+                    if not job.started.done():
+                        job.started.set_exception(Unavailable(f"No kernel could be started for {self.name}: {message}",
                                                          "Kernel Failed", headers={"Retry-After": RETRY_AFTER}))
             return
         self.starting -= 1
-        self.workers.add(worker)
+        self._adopt(worker)
         self.release(worker)
+
+    def _adopt(self, worker: Worker) -> None:
+        self.workers.add(worker)
+        worker.on_idle = self.release
 
     def _discard(self, worker: Worker, reason: str) -> None:
         self.workers.discard(worker)
