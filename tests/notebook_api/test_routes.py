@@ -14,6 +14,20 @@ from openapi_spec_validator import validate
 
 from portico_testing import Server, start_server, write_notebook
 
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A real PNG image (RGB, every pixel a different colour)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(v for x in range(width) for v in (x * 80, y * 120, 200)) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+PNG = png()
 CELLS = [
     "import json\nimport sys\nPEOPLE = {}\nGREETING = 'hello'",
     '# GET /hello/world\nprint("hello world")',
@@ -38,6 +52,9 @@ CELLS = [
     "# ResponseInfo HEAD /exists\nprint(json.dumps({'headers': {'X-Exists': 'yes'}}))",
     "# GET /bad-info\nprint('body')",
     "# ResponseInfo GET /bad-info\nprint('status: 201')",
+    "# GET /png\nimport base64\nfrom IPython.display import Image, display\n"
+    f"display(Image(data=base64.b64decode('{__import__('base64').b64encode(PNG).decode()}')))",
+    "# GET /html\nfrom IPython.display import HTML, display\ndisplay(HTML('<p>made in a kernel</p>'))",
     "# GET /info-raises\nprint('body')",
     "# ResponseInfo GET /info-raises\nraise KeyError('no info')",
 ]
@@ -131,6 +148,13 @@ async def test_outputs_errors_and_verbs(http: aiohttp.ClientSession, server: Ser
     assert status == 404 and "No endpoint" in json.loads(body)["message"]
 
 
+async def test_displayed_images_and_html_are_the_body(http: aiohttp.ClientSession, server: Server) -> None:
+    status, headers, body = await call(http, server, "GET", "/png")
+    assert (status, headers["Content-Type"], body) == (200, "image/png", PNG)
+    status, headers, body = await call(http, server, "GET", "/html")
+    assert (status, headers["Content-Type"], body) == (200, "text/html; charset=utf-8", b"<p>made in a kernel</p>")
+
+
 async def test_the_token_guards_the_routes(http: aiohttp.ClientSession, server: Server) -> None:
     async with http.get(server.url + "hello/world") as r:
         assert r.status == 401
@@ -168,5 +192,24 @@ def test_readme_notebook_example_runs(tmp_path: Path) -> None:
             command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
             out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
             assert out.strip() == expected.removeprefix("# "), command
+    finally:
+        server.stop()
+
+
+async def test_several_notebooks_each_under_its_prefix(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    root = write_notebook(tmp_path / "root.ipynb", ["# GET /who\nprint('root')", "# GET /shop/x\nprint('root shop')"])
+    shop = write_notebook(tmp_path / "shop.ipynb", ["# GET /who\nprint('shop')"])
+    stock = write_notebook(tmp_path / "stock.ipynb", ["# GET /who\nprint('stock')"])
+    server = start_server("--notebook", f"{root},/shop={shop},/stock/v1={stock}")
+    try:
+        for path, expected in (("who", "root"), ("shop/who", "shop"), ("stock/v1/who", "stock")):
+            async with http.get(server.url + path, headers=server.headers) as r:
+                assert (r.status, await r.text()) == (200, expected + "\n"), path
+        async with http.get(server.url + "shop/x", headers=server.headers) as r:
+            assert r.status == 404  # /shop/ belongs to shop.ipynb
+        async with http.get(server.url + "_api/source", headers=server.headers) as r:
+            assert r.status == 404  # notebook_source is off
+        async with http.get(server.url + "api/status", headers=server.headers) as r:
+            assert [n["prefix"] for n in (await r.json())["notebooks"]] == ["/stock/v1/", "/shop/", "/"]
     finally:
         server.stop()
