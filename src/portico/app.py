@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from importlib import resources
@@ -16,6 +17,7 @@ from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
 from .kernels.specs import Specs
 from .notebook_api.routes import NotebookApis
+from .proxy.routes import ProxyRoutes
 from .settings import Settings
 from .web.auth import Guard
 from .web.errors import error_middleware
@@ -80,20 +82,24 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_size,
     )
     notebooks = NotebookApis(settings, kernels)
+    proxy = ProxyRoutes(settings)
     ServerRoutes(settings, kernels, metrics, notebooks).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
+    proxy.add_to(app.router)
     notebooks.add_to(app.router)
+    guard.open_paths |= proxy.open_paths
 
     async def lifespan(app: web.Application) -> Any:
         kernels.start_background()
         try:
             await notebooks.start()  # seeded before the URL is printed; a failing seed stops the start
+            await proxy.start()  # servers with autostart
         except BaseException:
-            await notebooks.close()
+            await asyncio.gather(notebooks.close(), proxy.close())
             await kernels.shutdown_all()
             raise
         yield
-        await notebooks.close()
+        await asyncio.gather(notebooks.close(), proxy.close())
         await kernels.shutdown_all()
 
     async def close_clients(app: web.Application) -> None:

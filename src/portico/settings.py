@@ -8,6 +8,7 @@ or invalid option raises :class:`SettingsError` with a one-line message that say
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -27,6 +28,8 @@ def _opt(default: Any, help: str, *, minimum: float | None = None, choices: tupl
     meta = {"help": help, "minimum": minimum, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -102,6 +105,18 @@ class Settings:
     notebook_public_dir: str = _opt("", "A directory served as static files at /public/ (Kernel Gateway's static_path).")
     notebook_comment_prefixes: list[str] = _opt([], "LANGUAGE=PREFIX annotation comment markers beyond the built-in ones (python=#, scala=//, sql=--, ...).")
     reload: bool = _opt(False, "Watch the notebook files: a saved change is served by freshly seeded kernels, and no request fails across the switch.")
+    # process proxy
+    servers: dict[str, Any] = _opt({}, "Proxied servers, jupyter-server-proxy's options per name: a [servers.NAME] table in the TOML file, or JSON.")
+    proxy_config: str = _opt("", "A Python file setting c.ServerProxy.servers (and host_allowlist, non_service_rewrite_response) as jupyter-server-proxy's config does; callables allowed.")
+    proxy_entry_points: bool = _opt(True, "Load the servers of installed jupyter_serverproxy_servers entry points (plugin packages).")
+    proxy_unknown_options: str = _opt("error", "An unknown server option stops the start (error) or is logged and ignored (warn).", choices=("error", "warn"))
+    proxy_host_allowlist: list[str] = _opt(["localhost", "127.0.0.1", "::1"], "Hosts /proxy/HOST:PORT/ may reach.")
+    proxy_env_inherit: list[str] = _opt(DEFAULT_INHERITED_ENV, "Server environment variables a proxied process inherits besides PATH (its `environment` adds more).")
+    proxy_connect_timeout: float = _opt(10.0, "Seconds to connect to a backend before answering 504.", minimum=0.1)
+    proxy_response_timeout: float = _opt(300.0, "Seconds a backend may take to start answering (its headers) before 504; bodies then stream without a limit.", minimum=0.1)
+    proxy_restart_min_uptime: float = _opt(10.0, "A proxied process that exits sooner than this after starting counts as crashing: it is restarted with exponential backoff.", minimum=0)
+    proxy_restart_max_backoff: float = _opt(30.0, "Longest wait between restarts of a crashing proxied process.", minimum=0.1)
+    proxy_log_lines: int = _opt(200, "Lines of each proxied process's stdout and stderr kept for the API.", minimum=0)
     # logging
     log_level: str = _opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("text", "Log line format.", choices=("text", "json"))
@@ -150,13 +165,19 @@ def flag(name: str) -> str:
 
 
 def type_name(name: str) -> str:
-    return str(OPTIONS[name].type).replace("list[str]", "list")
+    return str(OPTIONS[name].type).replace("list[str]", "list").replace("dict[str, Any]", "table")
 
 
 def parse_value(name: str, raw: Any) -> Any:
     """Convert one raw value (a string from env/CLI, or a TOML value) to the option's type."""
     kind = type_name(name)
     try:
+        if kind == "table":
+            if isinstance(raw, str):
+                raw = json.loads(raw)
+            if not isinstance(raw, dict):
+                raise ValueError
+            return raw
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -183,8 +204,8 @@ def parse_value(name: str, raw: Any) -> Any:
         if not isinstance(raw, str):
             raise ValueError
         return raw
-    except ValueError:
-        hint = {"bool": "true or false", "int": "a whole number", "float": "a number",
+    except ValueError:  # json.JSONDecodeError too
+        hint = {"table": "a TOML table or a JSON object", "bool": "true or false", "int": "a whole number", "float": "a number",
                 "list": "a comma-separated list"}.get(kind, "a string")
         raise SettingsError(f"option {name} expects {hint}, got {raw!r}") from None
 

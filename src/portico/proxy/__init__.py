@@ -1,0 +1,1 @@
+"""The process proxy: named servers started, supervised and proxied (jupyter-server-proxy compatible)."""

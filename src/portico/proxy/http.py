@@ -1,0 +1,207 @@
+"""HTTP through the proxy, streamed both ways.
+
+Request and response bodies pass through in chunks as they come (backpressure: a slow
+reader slows the writer; nothing is held whole), Content-Encoding untouched; only servers
+with rewrite_response have their response buffered.  Hop-by-hop headers are dropped,
+X-Forwarded-For/Proto/Host and the context-path headers jupyter-server-proxy sends are
+added, and Portico's token, its Authorization header and its cookies never reach a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+from ..web.errors import BadGateway, GatewayTimeout
+from .config import call_with
+from .supervisor import Backend
+
+log = logging.getLogger("portico")
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
+PORTICO_COOKIE_PREFIX = "portico"  # the browser page's cookies (login, XSRF) are Portico's own
+CHUNK = 256 * 1024
+
+
+@dataclass
+class RewritableResponse:
+    """What a rewrite_response function receives and may change (jupyter-server-proxy's shape)."""
+
+    body: bytes
+    headers: CIMultiDict[str]
+    code: int
+    reason: str
+    orig_response: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one request goes and how: the backend, the path there, and the server's options."""
+
+    backend: Backend
+    path: str  # the path on the backend, starting with /
+    context: str  # the prefix the client used (/name or /proxy/8080), for X-Forwarded-Context
+    name: str
+    headers_override: dict[str, str] = field(default_factory=dict)
+    rewrites: tuple[Callable[..., Any], ...] = ()
+    absolute_url: bool = False
+
+
+class Forwarder:
+    """One connection pool per backend, reused across requests."""
+
+    def __init__(self, token: str, connect_timeout: float, response_timeout: float) -> None:
+        self.token = token
+        self.connect_timeout = connect_timeout
+        self.response_timeout = response_timeout
+        self._sessions: dict[Backend, aiohttp.ClientSession] = {}
+
+    def session(self, backend: Backend) -> aiohttp.ClientSession:
+        session = self._sessions.get(backend)
+        if session is None or session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=None)
+            session = self._sessions[backend] = aiohttp.ClientSession(
+                connector=backend.connector(), timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
+        return session
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._sessions.values()), return_exceptions=True)
+        self._sessions.clear()
+
+    # headers ---------------------------------------------------------------------------
+    def request_headers(self, request: web.Request, target: Target) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        connection_listed = {h.strip().lower() for h in request.headers.get(hdrs.CONNECTION, "").split(",")}
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower in connection_listed or lower.startswith("sec-websocket"):
+                continue
+            if lower == "authorization" and self.token and self.token in value:
+                continue
+            if lower == "cookie":
+                value = strip_portico_cookies(value)
+                if not value:
+                    continue
+            headers.add(name, value)
+        peer = request.remote or ""
+        previous = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+        headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
+        headers["X-Forwarded-Context"] = headers["X-ProxyContextPath"] = target.context
+        for name, value in target.headers_override.items():
+            headers[name] = value
+        return headers
+
+    def query(self, request: web.Request) -> str:
+        pairs = [(k, v) for k, v in request.query.items() if not (k == "token" and self.token and v == self.token)]
+        if len(pairs) == len(request.query):
+            return request.rel_url.raw_query_string
+        return urlencode(pairs)
+
+    def response_headers(self, upstream: aiohttp.ClientResponse, target: Target, host: str) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        listed = {h.strip().lower() for h in upstream.headers.get(hdrs.CONNECTION, "").split(",")}
+        for name, value in upstream.headers.items():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower in listed:
+                continue
+            if lower == "location":
+                value = rewrite_location(value, target, host)
+            headers.add(name, value)
+        return headers
+
+    # the request -------------------------------------------------------------------------
+    async def forward(self, request: web.Request, target: Target) -> web.StreamResponse:
+        url = target.backend.origin + target.path
+        query = self.query(request)
+        if query:
+            url += "?" + query
+        headers = self.request_headers(request, target)
+        body: Any = request.content if request.body_exists else None
+        session = self.session(target.backend)
+        try:
+            async with asyncio.timeout(self.connect_timeout + self.response_timeout):
+                upstream = await session.request(request.method, url, headers=headers, data=body,
+                                                 allow_redirects=False, compress=None)
+        except TimeoutError:
+            raise GatewayTimeout(f"{target.name} at {target.backend.label} did not answer within "
+                                 f"{self.response_timeout:g} s (option proxy_response_timeout).") from None
+        except aiohttp.ClientConnectorError as e:
+            raise BadGateway(f"{target.name} at {target.backend.label} refused the connection: {e.os_error}.",
+                             "Backend Unreachable") from None
+        except aiohttp.ServerTimeoutError:
+            raise GatewayTimeout(f"{target.name} at {target.backend.label}: connecting took over "
+                                 f"{self.connect_timeout:g} s (option proxy_connect_timeout).") from None
+        except aiohttp.ClientError as e:
+            raise BadGateway(f"{target.name} at {target.backend.label} failed: {type(e).__name__}: {e}.",
+                             "Backend Failed") from None
+        try:
+            if target.rewrites:
+                return await self._rewritten(request, upstream, target)
+            return await self._streamed(request, upstream, target)
+        finally:
+            upstream.release()
+
+    async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                      headers=self.response_headers(upstream, target, request.host))
+        if upstream.headers.get(hdrs.CONTENT_LENGTH) is None and request.method != "HEAD":
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+        except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+            log.info("proxy %s: a stream was cut short: %s", target.name, e)
+            upstream.close()
+            return response
+        await response.write_eof()
+        return response
+
+    async def _rewritten(self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target) -> web.Response:
+        body = await upstream.read()
+        rewritable = RewritableResponse(body, self.response_headers(upstream, target, request.host), upstream.status,
+                                        upstream.reason or "", upstream)
+        for rewrite in target.rewrites:
+            changed = call_with(rewrite, response=rewritable, request=request, orig_response=upstream,
+                                host=target.backend.host, port=target.backend.port, path=target.path)
+            if isinstance(changed, RewritableResponse):
+                rewritable = changed
+        headers = CIMultiDict((k, v) for k, v in rewritable.headers.items() if k.lower() != "content-length")
+        return web.Response(status=rewritable.code, reason=rewritable.reason or None, body=rewritable.body,
+                            headers=headers)
+
+
+def strip_portico_cookies(header: str) -> str:
+    kept = [part.strip() for part in header.split(";")
+            if part.strip() and not part.strip().lower().startswith(PORTICO_COOKIE_PREFIX)]
+    return "; ".join(kept)
+
+
+def rewrite_location(location: str, target: Target, host: str) -> str:
+    """A redirect to the backend's own root lands under the proxy's prefix, never twice.
+
+    A location on the backend's address, or on the host the client used (the backend saw it in
+    Host), is ours; anything else is left alone.
+    """
+    if target.absolute_url:
+        return location
+    parts = urlsplit(location)
+    if parts.scheme and f"{parts.scheme}://{parts.netloc}" != target.backend.origin and parts.netloc != host:
+        return location  # elsewhere
+    path = parts.path
+    if not path.startswith("/") or path.startswith(target.context + "/") or path == target.context:
+        return location if not parts.scheme else path + (f"?{parts.query}" if parts.query else "")
+    rewritten = target.context + path
+    return rewritten + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")

@@ -1,0 +1,125 @@
+"""WebSockets through the proxy, and raw_socket_proxy (a WebSocket to a plain TCP or Unix stream).
+
+The backend is connected first, offering the client's subprotocols; the client is answered
+with the one the backend chose (or refused with the backend's status).  Text stays text,
+binary stays binary; a close on either side is passed on with its code and reason.  Both
+sides answer pings themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from ..web.errors import BadGateway
+from .http import Forwarder, Target
+
+log = logging.getLogger("portico")
+
+CLOSE_BACKEND_GONE = 1011  # the backend's connection ended without a close frame
+CLOSE_CLIENT_GONE = 1001  # the client's connection ended without a close frame
+
+
+def wants_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def forward(forwarder: Forwarder, request: web.Request, target: Target) -> web.WebSocketResponse:
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    url = "ws" + target.backend.origin[4:] + target.path
+    query = forwarder.query(request)
+    if query:
+        url += "?" + query
+    headers = forwarder.request_headers(request, target)
+    for name in ("Host", "Origin"):  # the backend sees its own host; aiohttp sets it from the URL
+        headers.popall(name, None)
+    try:
+        upstream = await forwarder.session(target.backend).ws_connect(
+            url, protocols=protocols, headers=headers, autoclose=False, autoping=True, max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10.0))
+    except aiohttp.WSServerHandshakeError as e:
+        refused = BadGateway(f"{target.name} refused the WebSocket with status {e.status}.", "WebSocket Refused")
+        refused.status = e.status if 400 <= e.status < 600 else 502
+        raise refused from None
+    except aiohttp.ClientError as e:
+        raise BadGateway(f"{target.name} at {target.backend.label}: the WebSocket failed: {e}.",
+                         "Backend Unreachable") from None
+    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), autoclose=False,
+                                   autoping=True, max_msg_size=0)
+    await client.prepare(request)
+    await _pump(client, upstream)
+    return client
+
+
+async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    async def relay(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, gone: int) -> None:
+        code, message = gone, ""
+        while True:
+            msg = await source.receive()
+            if msg.type == WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type == WSMsgType.CLOSE:
+                code, message = msg.data or 1000, msg.extra or ""
+                break
+            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+        await sink.close(code=code, message=message.encode())
+
+    tasks = [asyncio.create_task(relay(client, upstream, CLOSE_CLIENT_GONE)),
+             asyncio.create_task(relay(upstream, client, CLOSE_BACKEND_GONE))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not upstream.closed:
+            await upstream.close()
+        if not client.closed:
+            await client.close()
+
+
+async def raw_socket(request: web.Request, target: Target) -> web.WebSocketResponse:
+    """WebSocket messages to a stream socket's bytes, and the socket's bytes back as binary messages."""
+    backend = target.backend
+    try:
+        if backend.unix_socket:
+            reader, writer = await asyncio.open_unix_connection(backend.unix_socket)
+        else:
+            reader, writer = await asyncio.open_connection(backend.host, backend.port)
+    except OSError as e:
+        raise BadGateway(f"{target.name} at {backend.label} refused the connection: {e}.", "Backend Unreachable") from None
+    client = web.WebSocketResponse(autoping=True, max_msg_size=0)
+    await client.prepare(request)
+
+    async def to_socket() -> None:
+        async for msg in client:
+            if msg.type == WSMsgType.TEXT:
+                writer.write(msg.data.encode())
+            elif msg.type == WSMsgType.BINARY:
+                writer.write(msg.data)
+            else:
+                break
+            await writer.drain()
+
+    async def from_socket() -> None:
+        while data := await reader.read(64 * 1024):
+            await client.send_bytes(data)
+
+    tasks = [asyncio.create_task(to_socket()), asyncio.create_task(from_socket())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.close()
+        if not client.closed:
+            await client.close(code=1000 if reader.at_eof() else CLOSE_BACKEND_GONE)
+    return client
