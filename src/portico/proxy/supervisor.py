@@ -126,7 +126,17 @@ class Process:
 
     def _command(self) -> list[str]:
         spec, values = self.spec, self.template_values()
-        command = call_with(spec.command, **values) if callable(spec.command) else spec.command
+        if callable(spec.command):
+            # the process runs in root_dir: a callable that looks for files sees the same directory
+            # (synchronous, so no other task runs while the working directory is changed)
+            here = os.getcwd()
+            os.chdir(self.settings.root_dir)
+            try:
+                command = call_with(spec.command, **values)
+            finally:
+                os.chdir(here)
+        else:
+            command = spec.command
         return [str(part).format(**values) for part in command]
 
     def _environment(self) -> dict[str, str]:
