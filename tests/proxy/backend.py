@@ -27,6 +27,10 @@ async def echo(request: web.Request) -> web.Response:
                               "pid": os.getpid()})
 
 
+async def env(request: web.Request) -> web.Response:
+    return web.json_response({"env": dict(os.environ), "cwd": os.getcwd()})
+
+
 async def big(request: web.Request) -> web.StreamResponse:
     mib = int(request.query.get("mib", "1"))
     response = web.StreamResponse(headers={"Content-Length": str(mib * len(BLOCK)),
@@ -90,6 +94,7 @@ def app() -> web.Application:
     application.router.add_route("*", "/echo/{tail:.*}", echo)
     application.router.add_route("*", "/{prefix:.*}/echo", echo)
     application.router.add_get("/big", big)
+    application.router.add_get("/env", env)
     application.router.add_get("/sse", sse)
     application.router.add_get("/gzip", gzipped)
     application.router.add_get("/redirect", redirect)

@@ -27,6 +27,8 @@ def rewrite(response, path):
         response.headers["X-Rewritten"] = "yes"
         response.body = response.body.replace(b'"method"', b'"METHOD"')
 
+unix_path = {str(Path("/tmp") / f"portico-test-{os.getpid()}.sock")!r}
+c.ServerProxy.non_service_rewrite_response = lambda response: response.headers.__setitem__("X-Port-Rewrite", "1")
 c.ServerProxy.servers = {{
     "app": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"], "timeout": 20,
              "launcher_entry": {{"title": "The app", "icon_path": {str(ICON)!r}}}, "new_browser_tab": False}},
@@ -35,10 +37,14 @@ c.ServerProxy.servers = {{
     "absolute": {{"command": lambda port: [sys.executable, BACKEND, "--port", str(port)], "absolute_url": True,
                   "timeout": 20}},
     "mapped": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"], "mappath": {{"/": "/echo/mapped"}},
+                "update_last_activity": False,
                 "request_headers_override": {{"X-Override": "set"}}, "timeout": 20,
                 "environment": lambda port: {{"PORT_SEEN": str(port)}}}},
     "rewritten": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"], "rewrite_response": rewrite,
                    "timeout": 20}},
+    "fixed": {{"command": [sys.executable, BACKEND, "--unix-socket", unix_path], "unix_socket": unix_path,
+               "environment": {{"FROM_CONFIG": "yes {{port}}"}}, "timeout": 20,
+               "exclude_last_activity_patterns": ["/env$"], "mappath": lambda path: "/echo" if path == "/m" else path}},
     "files": {{"command": [sys.executable, "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"], "timeout": 20}},
     "raw": {{"command": [sys.executable, BACKEND, "--raw", "--port", "{{port}}"], "raw_socket_proxy": True,
              "timeout": 20}},
@@ -56,7 +62,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = root / "proxy_config.py"
     config.write_text(CONFIG)
     srv = start_server("--proxy-config", str(config), "--root-dir", str(root), "--proxy-entry-points", "false",
-                       "--proxy-restart-min-uptime", "2", "--proxy-restart-max-backoff", "2")
+                       "--proxy-restart-min-uptime", "2", "--proxy-restart-max-backoff", "2",
+                       env={"AWS_SECRET_ACCESS_KEY": "do-not-pass", "PORTICO_TOKEN": "test-token"})
     yield srv
     srv.stop()
 
@@ -106,6 +113,29 @@ async def test_options_absolute_mappath_overrides_environment_rewrite(http: aioh
         assert r.headers["X-Rewritten"] == "yes" and (await r.json())["METHOD"] == "GET"
 
 
+async def test_environment_working_directory_and_activity(http: aiohttp.ClientSession, proxy: Server) -> None:
+    status, body = await call(http, proxy, "GET", "fixed/env")
+    assert status == 200 and isinstance(body, dict)
+    env = body["env"]
+    assert isinstance(env, dict)
+    assert env["FROM_CONFIG"] == "yes 0"  # templated (a Unix-socket server has no port)
+    assert "AWS_SECRET_ACCESS_KEY" not in env and not any(k.startswith("PORTICO_") for k in env)
+    assert proxy.token not in json.dumps(env)
+    assert str(body["cwd"]).endswith("proxy0")  # root_dir
+    _, info = await call(http, proxy, "GET", "api/proxy/servers/fixed")
+    assert isinstance(info, dict) and str(info["backend"]).endswith(".sock")
+    activity = info["last_activity"]
+    await call(http, proxy, "GET", "fixed/env")  # excluded by a pattern
+    assert (await call(http, proxy, "GET", "api/proxy/servers/fixed"))[1]["last_activity"] == activity  # type: ignore[index]
+    status, body = await call(http, proxy, "GET", "fixed/m")  # a mappath callable
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/echo"
+    assert (await call(http, proxy, "GET", "api/proxy/servers/fixed"))[1]["last_activity"] > activity  # type: ignore[index]
+    _, before = await call(http, proxy, "GET", "api/proxy/servers/mapped")
+    await call(http, proxy, "GET", "mapped/")
+    _, after = await call(http, proxy, "GET", "api/proxy/servers/mapped")
+    assert isinstance(before, dict) and isinstance(after, dict) and before["last_activity"] == after["last_activity"]
+
+
 async def test_streams_pass_as_they_come(http: aiohttp.ClientSession, proxy: Server) -> None:
     async with http.get(proxy.url + "app/sse?gap=1", headers=proxy.headers) as r:
         assert r.headers["Content-Type"] == "text/event-stream"
@@ -153,6 +183,8 @@ async def test_arbitrary_ports_and_the_allow_list(http: aiohttp.ClientSession, p
     _, info = await call(http, proxy, "GET", "api/proxy/servers/app")
     assert isinstance(info, dict)
     port = int(str(info["backend"]).rsplit(":", 1)[1])
+    async with http.get(proxy.url + f"proxy/{port}/echo", headers=proxy.headers) as r:
+        assert r.headers["X-Port-Rewrite"] == "1"  # non_service_rewrite_response
     status, body = await call(http, proxy, "GET", f"proxy/{port}/echo?z=1")
     assert status == 200 and isinstance(body, dict) and (body["path"], body["query"]) == ("/echo", "z=1")
     status, body = await call(http, proxy, "GET", f"proxy/absolute/{port}/echo")
