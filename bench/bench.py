@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+import proxying
 import servers
 from clients import DirectKernel, Kernel, WebSocketKernel
 from servers import Server
@@ -273,12 +274,18 @@ async def notebook(ctx: Context, target: Target, pool: int, n: int, concurrency:
     return {"requests/s": n / elapsed, "p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000}
 
 
+async def proxy(ctx: Context, target: Target, name: str) -> dict[str, float]:
+    assert target.server is not None
+    return await proxying.run_scenario(ctx.http, name, target.server)
+
+
 # the run --------------------------------------------------------------------------------------
 WS_TARGETS = [Target("Portico", True), Target("Portico", False), Target("Kernel Gateway", True), Target("Kernel Gateway", False),
               Target("Jupyter Server", True), Target("Jupyter Server", False)]
 ALL_TARGETS = [Target(None), *WS_TARGETS]
 LIMITED = [Target("Kernel Gateway", False, True), Target("Jupyter Server", False, True)]
 NOTEBOOK_TARGETS = [Target("Portico", http=True), Target("Kernel Gateway", http=True)]
+PROXY_TARGETS = [Target(name, http=True) for name in proxying.PROXY_TARGETS]
 
 SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float]]], dict[str, Any], str, bool]] = {
     # name: (targets, function, kwargs, headline metric, higher is better)
@@ -290,6 +297,11 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "concurrent": (ALL_TARGETS, concurrent, {}, "executes/s", True),
     "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
     "notebook (pool 1)": (NOTEBOOK_TARGETS, notebook, {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
+    "proxy small GET": (PROXY_TARGETS, proxy, {"name": "proxy small GET"}, "requests/s", True),
+    "proxy download": (PROXY_TARGETS, proxy, {"name": "proxy download"}, "MB/s", True),
+    "proxy upload": (PROXY_TARGETS, proxy, {"name": "proxy upload"}, "MB/s", True),
+    "proxy websocket": (PROXY_TARGETS, proxy, {"name": "proxy websocket"}, "p50 ms", False),
+    "proxy cold start": (PROXY_TARGETS, proxy, {"name": "proxy cold start"}, "first byte s", False),
     "notebook (pool 4)": (NOTEBOOK_TARGETS, notebook, {"pool": 4, "n": 2 * int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
 }
 

@@ -29,7 +29,10 @@ log = logging.getLogger("portico")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 PORTICO_COOKIE_PREFIX = "portico"  # the browser page's cookies (login, XSRF) are Portico's own
-CHUNK = 256 * 1024
+CHUNK = 1 << 20  # largest piece relayed at once
+READ_BUFFER = 4 << 20  # a backend connection's read buffer: fewer, larger reads
+WRITE_BUFFER = 4 << 20  # bytes queued for a client before the relay waits for it to read
+SMALL_BODY = 256 << 10  # a response with a Content-Length up to this is read whole and sent in one write
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Forwarder:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=None)
             session = self._sessions[backend] = aiohttp.ClientSession(
                 connector=backend.connector(), timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                read_bufsize=READ_BUFFER,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
         return session
 
@@ -149,6 +153,10 @@ class Forwarder:
         try:
             if target.rewrites:
                 return await self._rewritten(request, upstream, target)
+            length = upstream.content_length
+            if length is not None and length <= SMALL_BODY and request.method != "HEAD":
+                return web.Response(status=upstream.status, reason=upstream.reason, body=await upstream.read(),
+                                    headers=self.response_headers(upstream, target, request.host))
             return await self._streamed(request, upstream, target)
         finally:
             upstream.release()
@@ -159,8 +167,10 @@ class Forwarder:
         if upstream.headers.get(hdrs.CONTENT_LENGTH) is None and request.method != "HEAD":
             response.enable_chunked_encoding()
         await response.prepare(request)
+        if request.transport is not None:  # room for a few large pieces before waiting on the client
+            request.transport.set_write_buffer_limits(high=WRITE_BUFFER)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            while chunk := await upstream.content.readany():
                 await response.write(chunk)
         except (ConnectionResetError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
             log.info("proxy %s: a stream was cut short: %s", target.name, e)
