@@ -143,6 +143,7 @@ async def notebook_api(name: str, notebook: str, pool: int, ready_path: str) -> 
     port = free_port()
     if name == "Portico":
         argv = [str(PORTICO), "--port", str(port), "--token", TOKEN, "--pool-size", "0", "--notebook", notebook,
+                "--proxy-entry-points", "false",
                 "--notebook-pool-min", str(pool), "--notebook-pool-max", str(pool), "--log-level", "warning",
                 "--kernel-env-inherit", "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"]
     else:

@@ -63,6 +63,8 @@ def start_server(*args: str, env: dict[str, str] | None = None, token: str | Non
     argv = [sys.executable, "-m", "portico", "--port", "0", *args]
     if "--pool-size" not in args:
         argv += ["--pool-size", "0"]  # the pool has its own tests; elsewhere it only costs CPU
+    if "--proxy-entry-points" not in args:
+        argv += ["--proxy-entry-points", "false"]  # installed plugins (tests/proxy/test_plugins.py) take /hello, /panel
     if token is not None:
         argv += ["--token", token]
     full_env = {**os.environ, **(env or {})}

@@ -81,8 +81,8 @@ def build_app(settings: Settings) -> web.Application:
         middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
         client_max_size=settings.max_body_size,
     )
-    notebooks = NotebookApis(settings, kernels)
     proxy = ProxyRoutes(settings)
+    notebooks = NotebookApis(settings, kernels, set(proxy.processes))
     ServerRoutes(settings, kernels, metrics, notebooks).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
     proxy.add_to(app.router)

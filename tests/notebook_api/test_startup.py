@@ -62,3 +62,12 @@ def _environ_has(proc: Path, entry: str) -> bool:
         return entry.encode() in (proc / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
+
+
+def test_a_route_a_proxied_server_takes_stops_the_start(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "api.ipynb", ["# GET /app/x\n1"])
+    servers = '{"app": {"port": 9}}'
+    assert "collides with a proxied server's /app routes" in failure(
+        start("--notebook", "api.ipynb", "--servers", servers, cwd=tmp_path))
+    assert "the prefix /app/ is a proxied server's" in failure(
+        start("--notebook", "/app=api.ipynb", "--servers", servers, cwd=tmp_path))

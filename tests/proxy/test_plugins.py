@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "examples").mkdir()
     (root / "examples" / "app.py").write_text(PANEL_APP)
     bin_dir = str(Path(sys.executable).parent)  # `panel` is on PATH, as in an activated environment
-    srv = start_server("--root-dir", str(root), env={"PATH": bin_dir + os.pathsep + os.environ["PATH"]})
+    srv = start_server("--root-dir", str(root), "--proxy-entry-points", "true", env={"PATH": bin_dir + os.pathsep + os.environ["PATH"]})
     yield srv
     srv.stop()
 

@@ -58,7 +58,7 @@ def mounts(settings: Settings) -> list[tuple[str, str]]:
 
 class Mount:
     def __init__(self, settings: Settings, kernels: Kernels, prefix: str, file: str,
-                 installed: dict[str, str]) -> None:
+                 installed: dict[str, str], taken: set[str]) -> None:
         self.settings = settings
         self.kernels = kernels
         self.file = file
@@ -66,11 +66,14 @@ class Mount:
         self.installed = installed
         self.prefixes = parse.comment_prefixes(settings.notebook_comment_prefixes)
         api = self._load()
+        if prefix.strip("/").split("/")[0] in taken:
+            raise SettingsError(f"notebook {file}: the prefix {prefix} is a proxied server's; choose another")
         if prefix == "/":
             for route in api.routes:
                 first = route.path.strip("/").split("/")[0]
-                if first in RESERVED:
-                    raise SettingsError(f"notebook {file}: {route.verb} {route.path} collides with Portico's own "
+                if first in RESERVED or first in taken:
+                    owner = "a proxied server's" if first in taken else "Portico's own"
+                    raise SettingsError(f"notebook {file}: {route.verb} {route.path} collides with {owner} "
                                         f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}")
         self.version = Version(api, self._pool(api), self._stamp())
         self._watcher: asyncio.Task[None] | None = None
@@ -244,12 +247,13 @@ class Mount:
 class NotebookApis:
     """Every mounted notebook."""
 
-    def __init__(self, settings: Settings, kernels: Kernels) -> None:
+    def __init__(self, settings: Settings, kernels: Kernels, taken: set[str]) -> None:
+        """taken: first path segments others serve (the proxied servers' names)."""
         specs = kernels.specs.manager.get_all_specs() if settings.notebook else {}
         installed = {name: str(s["spec"].get("language", "")) for name, s in specs.items()}
         entries = mounts(settings)
         # longest prefixes first: a root mount's catch-all must not shadow the others
-        self.mounts = [Mount(settings, kernels, prefix, file, installed)
+        self.mounts = [Mount(settings, kernels, prefix, file, installed, taken)
                        for prefix, file in sorted(entries, key=lambda e: -len(e[0]))]
         self.public_dir = settings.notebook_public_dir
         self.base_url = settings.base_url
