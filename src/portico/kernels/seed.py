@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nbformat
 
 from ..settings import SettingsError
 
@@ -18,6 +17,8 @@ class Seed:
 
     @classmethod
     def load(cls, path: str, default_kernel: str) -> Seed:
+        import nbformat  # imported when needed: with its validator it costs about a second
+
         try:
             nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
         except Exception as e:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import nbformat
 import yaml
 
 from ..kernels.seed import Seed
@@ -105,6 +104,8 @@ def load(path: str, *, kernel_name: str, installed: dict[str, str], prefixes: di
     if not file.is_file():
         raise SettingsError(f"notebook {path}: no such file")
     source = file.read_bytes()
+    import nbformat  # imported when needed: with its validator it costs about a second
+
     try:
         nb = nbformat.reads(source.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
     except Exception as e:
