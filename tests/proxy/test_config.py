@@ -85,3 +85,12 @@ def test_a_bad_server_stops_the_start_in_one_line(servers: str, problem: str) ->
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == f"portico: {problem}" or problem in result.stderr.splitlines()[-1]
+
+
+def test_host_allow_list_names_ranges_and_wildcards() -> None:
+    from portico.proxy.routes import ProxyRoutes
+
+    routes = ProxyRoutes(Settings(proxy_entry_points=False,
+                                  proxy_host_allowlist=["localhost", "10.0.0.0/8", "*.internal"]))
+    assert [routes._host_allowed(h) for h in ("localhost", "10.1.2.3", "db.internal", "11.0.0.1", "a.b.internal",
+                                              "example.org")] == [True, True, True, False, False, False]

@@ -294,3 +294,25 @@ def test_no_child_and_no_socket_directory_outlives_the_server(tmp_path: Path) ->
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("portico-unixapp-*")) <= before
 
+
+
+def test_readme_proxy_example_runs() -> None:
+    import re
+    import shlex
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## The process proxy"):]
+    run = re.search(r"^scripts/run --token secret (.+)$", section, re.M)
+    commands = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert run and commands, "the README's proxy example moved"
+    server = start_server(*shlex.split(run.group(1)), "--root-dir", str(root))
+    try:
+        lines = commands.group(1).strip().splitlines()
+        for command, expected in zip(lines[::2], lines[1::2]):
+            command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
+            out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
+            assert out.strip() == expected.removeprefix("# "), command
+    finally:
+        server.stop()
