@@ -36,6 +36,8 @@ async def big(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Length": str(mib * len(BLOCK)),
                                            "Content-Type": "application/octet-stream"})
     await response.prepare(request)
+    if request.method == "HEAD":  # aiohttp would send what is written, HEAD or not
+        return response
     for _ in range(mib):
         await response.write(BLOCK)
     return response
@@ -78,6 +80,11 @@ async def ws(request: web.Request) -> web.WebSocketResponse:
     return socket
 
 
+async def status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    return web.Response(status=code, headers={"ETag": '"v1"'}) if code in (204, 304) else web.Response(status=code, text=str(code))
+
+
 async def slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("s", "5")))
     return web.Response(text="late")
@@ -100,6 +107,7 @@ def app() -> web.Application:
     application.router.add_get("/redirect", redirect)
     application.router.add_get("/ws", ws)
     application.router.add_get("/slow", slow)
+    application.router.add_route("*", "/status/{code:\\d+}", status)
     application.router.add_get("/exit", exit_)
     application.router.add_get("/", lambda r: web.Response(text="root"))
     return application

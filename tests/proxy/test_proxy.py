@@ -148,6 +148,16 @@ async def test_streams_pass_as_they_come(http: aiohttp.ClientSession, proxy: Ser
         assert gzip.decompress(await r.read()) == b"squeezed " * 100
 
 
+async def test_statuses_without_bodies_and_head(http: aiohttp.ClientSession, proxy: Server) -> None:
+    for code in (204, 304, 404, 500):
+        async with http.get(proxy.url + f"app/status/{code}", headers=proxy.headers) as r:
+            assert r.status == code and (await r.read()) == (b"" if code in (204, 304) else str(code).encode())
+    async with http.head(proxy.url + "app/big?mib=2", headers=proxy.headers) as r:
+        assert r.status == 200 and r.headers["Content-Length"] == str(2 << 20) and await r.read() == b""
+    async with http.get(proxy.url + "app/echo", headers=proxy.headers) as r:  # the connection is still good
+        assert r.status == 200
+
+
 async def test_redirects_stay_under_the_prefix(http: aiohttp.ClientSession, proxy: Server) -> None:
     for kind, expected in (("root", "/app/echo?from=root"), ("absolute", "/app/echo?from=absolute"),
                            ("elsewhere", "https://example.org/")):
@@ -205,6 +215,11 @@ async def test_errors_are_clear(http: aiohttp.ClientSession, proxy: Server) -> N
     assert status == 502 and isinstance(body, dict) and "refused the connection" in str(body["message"])
     status, body = await call(http, proxy, "GET", "nosuchserver/")
     assert status == 404
+    _, raw = await call(http, proxy, "POST", "api/proxy/servers/raw/start")  # a TCP echo: not HTTP at all
+    assert isinstance(raw, dict)
+    status, body = await call(http, proxy, "GET", f"proxy/{str(raw['backend']).rsplit(':', 1)[1]}/" + "x" * 5000)
+    assert status == 502 and isinstance(body, dict) and body["reason"] == "Backend Failed"
+    assert len(str(body["message"])) < 600  # what it sent back is not repeated whole
     status, body = await call(http, proxy, "GET", "missing/")
     assert status == 502 and isinstance(body, dict) and "could not be started" in str(body["message"])
     started = time.monotonic()

@@ -148,7 +148,7 @@ class Forwarder:
             raise GatewayTimeout(f"{target.name} at {target.backend.label}: connecting took over "
                                  f"{self.connect_timeout:g} s (option proxy_connect_timeout).") from None
         except aiohttp.ClientError as e:
-            raise BadGateway(f"{target.name} at {target.backend.label} failed: {type(e).__name__}: {e}.",
+            raise BadGateway(f"{target.name} at {target.backend.label} failed: {type(e).__name__}: {str(e)[:300]}.",
                              "Backend Failed") from None
         try:
             if target.rewrites:
@@ -164,7 +164,8 @@ class Forwarder:
     async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=self.response_headers(upstream, target, request.host))
-        if upstream.headers.get(hdrs.CONTENT_LENGTH) is None and request.method != "HEAD":
+        bodiless = request.method == "HEAD" or upstream.status in (204, 304) or upstream.status < 200
+        if upstream.headers.get(hdrs.CONTENT_LENGTH) is None and not bodiless:
             response.enable_chunked_encoding()
         await response.prepare(request)
         if request.transport is not None:  # room for a few large pieces before waiting on the client
