@@ -45,6 +45,7 @@ c.ServerProxy.servers = {{
     "fixed": {{"command": [sys.executable, BACKEND, "--unix-socket", unix_path], "unix_socket": unix_path,
                "environment": {{"FROM_CONFIG": "yes {{port}}"}}, "timeout": 20,
                "exclude_last_activity_patterns": ["/env$"], "mappath": lambda path: "/echo" if path == "/m" else path}},
+    "lazy": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"], "timeout": 20}},
     "files": {{"command": [sys.executable, "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"], "timeout": 20}},
     "raw": {{"command": [sys.executable, BACKEND, "--raw", "--port", "{{port}}"], "raw_socket_proxy": True,
              "timeout": 20}},
@@ -63,6 +64,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config.write_text(CONFIG)
     srv = start_server("--proxy-config", str(config), "--root-dir", str(root), "--proxy-entry-points", "false",
                        "--proxy-restart-min-uptime", "2", "--proxy-restart-max-backoff", "2",
+                       "--proxy-response-timeout", "2",
                        env={"AWS_SECRET_ACCESS_KEY": "do-not-pass", "PORTICO_TOKEN": "test-token"})
     yield srv
     srv.stop()
@@ -228,6 +230,16 @@ async def test_errors_are_clear(http: aiohttp.ClientSession, proxy: Server) -> N
     assert time.monotonic() - started < 5
     status, body = await call(http, proxy, "GET", "app/slow?s=0.1")
     assert (status, body) == (200, "late")
+    status, body = await call(http, proxy, "GET", "app/slow?s=10")  # proxy_response_timeout is 2 here
+    assert status == 504 and isinstance(body, dict) and "proxy_response_timeout" in str(body["message"])
+
+
+async def test_concurrent_first_requests_share_one_start(http: aiohttp.ClientSession, proxy: Server) -> None:
+    results = await asyncio.gather(*(call(http, proxy, "GET", "lazy/echo") for _ in range(8)))
+    assert {status for status, _ in results} == {200}
+    assert len({body["pid"] for _, body in results if isinstance(body, dict)}) == 1
+    _, info = await call(http, proxy, "GET", "api/proxy/servers/lazy")
+    assert isinstance(info, dict) and info["restarts"] == 0
 
 
 async def test_a_crashing_process_backs_off(http: aiohttp.ClientSession, proxy: Server) -> None:

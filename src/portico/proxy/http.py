@@ -135,7 +135,7 @@ class Forwarder:
         body: Any = request.content if request.body_exists else None
         session = self.session(target.backend)
         try:
-            async with asyncio.timeout(self.connect_timeout + self.response_timeout):
+            async with asyncio.timeout(self.response_timeout):  # the connect timeout is aiohttp's own
                 upstream = await session.request(request.method, url, headers=headers, data=body,
                                                  allow_redirects=False, compress=None)
         except TimeoutError:
