@@ -307,7 +307,9 @@ async def test_launcher_info_and_icons(http: aiohttp.ClientSession, proxy: Serve
 
 def test_no_child_and_no_socket_directory_outlives_the_server(tmp_path: Path) -> None:
     config = tmp_path / "proxy_config.py"
-    config.write_text(CONFIG.replace('"timeout": 20}', '"timeout": 20, "autostart": True}', 2))
+    config.write_text(CONFIG.replace('"timeout": 20}', '"timeout": 20, "autostart": True}', 2).replace(
+        '"lazy": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"]'.replace("{{", "{").replace("}}", "}"),
+        '"lazy": {"autostart": True, "command": ["sh", "-c", f"sleep 612345 & exec {sys.executable} {BACKEND} --port {{port}}"]'))
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("portico-unixapp-*"))
     server = start_server("--proxy-config", str(config), "--proxy-entry-points", "false")
     import urllib.request
@@ -315,11 +317,20 @@ def test_no_child_and_no_socket_directory_outlives_the_server(tmp_path: Path) ->
     request = urllib.request.Request(server.url + "api/proxy/servers", headers=server.headers)
     with urllib.request.urlopen(request, timeout=30) as r:
         pids = [s["pid"] for s in json.loads(r.read()) if s["pid"]]
-    assert len(pids) >= 2
+    assert len(pids) >= 3
+    assert [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith("sleep 612345")]
     assert server.stop() == 0
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("portico-unixapp-*")) <= before
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith("sleep 612345")]  # a grandchild
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 

@@ -230,6 +230,7 @@ class Process:
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
+        self._signal(proc.pid, signal.SIGKILL)  # what it left in its group (pids come in sequence: not reused yet)
         if proc is not self._proc:
             return
         uptime = time.time() - (self.started_at or time.time())
@@ -262,8 +263,7 @@ class Process:
                 self._signal(proc.pid, signal.SIGKILL)
                 await proc.wait()
             log.info("server %s %s (exit code %s)", self.spec.name, reason, proc.returncode)
-        else:
-            self._signal(proc.pid if proc else None, signal.SIGKILL)  # what the group may have left
+            self._signal(proc.pid, signal.SIGKILL)  # children that outlived it
         for task in self._tasks:
             task.cancel()
         self.state, self.pid, self.failures, self.not_before = "stopped", None, 0, 0.0
