@@ -354,3 +354,14 @@ def test_readme_proxy_example_runs() -> None:
             assert out.strip() == expected.removeprefix("# "), command
     finally:
         server.stop()
+
+
+async def test_a_restarted_backend_is_reached_through_a_fresh_connection(http: aiohttp.ClientSession, proxy: Server) -> None:
+    for _ in range(3):  # kept-alive connections to the backend, reused
+        assert (await call(http, proxy, "GET", "app/echo"))[0] == 200
+    _, before = await call(http, proxy, "GET", "app/echo")
+    await call(http, proxy, "POST", "api/proxy/servers/app/restart")  # the pooled connections are now dead
+    status, after = await call(http, proxy, "GET", "app/echo")
+    assert status == 200 and isinstance(before, dict) and isinstance(after, dict) and before["pid"] != after["pid"]
+    status, body = await call(http, proxy, "DELETE", "app/echo")
+    assert status == 200 and isinstance(body, dict) and body["method"] == "DELETE"

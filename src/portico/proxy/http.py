@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from ..web.errors import BadGateway, GatewayTimeout
 from .config import call_with
+from .lean import LeanPool
 from .supervisor import Backend
 
 log = logging.getLogger("portico")
@@ -29,6 +30,7 @@ log = logging.getLogger("portico")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 PORTICO_COOKIE_PREFIX = "portico"  # the browser page's cookies (login, XSRF) are Portico's own
+LEAN_METHODS = {"GET", "DELETE", "OPTIONS"}
 CHUNK = 1 << 20  # largest piece relayed at once
 READ_BUFFER = 4 << 20  # a backend connection's read buffer: fewer, larger reads
 WRITE_BUFFER = 4 << 20  # bytes queued for a client before the relay waits for it to read
@@ -62,8 +64,9 @@ class Target:
 class Forwarder:
     """One connection pool per backend, reused across requests."""
 
-    def __init__(self, token: str, connect_timeout: float, response_timeout: float) -> None:
+    def __init__(self, token: str, connect_timeout: float, response_timeout: float, lean: bool = True) -> None:
         self.token = token
+        self.lean = LeanPool(connect_timeout) if lean else None
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
         self._sessions: dict[Backend, aiohttp.ClientSession] = {}
@@ -79,6 +82,8 @@ class Forwarder:
         return session
 
     async def close(self) -> None:
+        if self.lean is not None:
+            self.lean.close()
         await asyncio.gather(*(s.close() for s in self._sessions.values()), return_exceptions=True)
         self._sessions.clear()
 
@@ -114,19 +119,76 @@ class Forwarder:
         return urlencode(pairs)
 
     def response_headers(self, upstream: aiohttp.ClientResponse, target: Target, host: str) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict()
-        listed = {h.strip().lower() for h in upstream.headers.get(hdrs.CONNECTION, "").split(",")}
-        for name, value in upstream.headers.items():
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in listed:
-                continue
-            if lower == "location":
-                value = rewrite_location(value, target, host)
-            headers.add(name, value)
-        return headers
+        return relayed_headers(upstream.headers.items(), target, host)
 
     # the request -------------------------------------------------------------------------
+    def leanable(self, request: web.Request, target: Target) -> bool:
+        """The lean client's case: no body, not HEAD (its response has none to parse), no upgrade."""
+        return (self.lean is not None and not request.body_exists and request.method in LEAN_METHODS
+                and not target.rewrites and hdrs.EXPECT not in request.headers)
+
     async def forward(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if self.leanable(request, target):
+            return await self._lean(request, target)
+        return await self._aiohttp(request, target)
+
+    async def _lean(self, request: web.Request, target: Target) -> web.StreamResponse:
+        assert self.lean is not None
+        query = self.query(request)
+        path = target.path + ("?" + query if query else "")
+        lines = [f"{request.method} {path} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in self.request_headers(request, target).items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        for attempt in (1, 2):  # a kept-alive connection the backend has just closed: once more, fresh
+            try:
+                conn = await self.lean.connection(target.backend)
+            except TimeoutError:
+                raise GatewayTimeout(f"{target.name} at {target.backend.label}: connecting took over "
+                                     f"{self.connect_timeout:g} s (option proxy_connect_timeout).") from None
+            except OSError as e:
+                raise BadGateway(f"{target.name} at {target.backend.label} refused the connection: {e}.",
+                                 "Backend Unreachable") from None
+            try:
+                async with asyncio.timeout(self.response_timeout):
+                    await conn.send(head)
+                break
+            except TimeoutError:
+                conn.close()
+                raise GatewayTimeout(f"{target.name} at {target.backend.label} did not answer within "
+                                     f"{self.response_timeout:g} s (option proxy_response_timeout).") from None
+            except ConnectionError as e:
+                conn.close()
+                if attempt == 2 or not conn.reused:
+                    raise BadGateway(f"{target.name} at {target.backend.label} failed: {str(e)[:300]}.",
+                                     "Backend Failed") from None
+        try:
+            headers = relayed_headers(((k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers),
+                                      target, request.host)
+            status, reason = conn.status, conn.reason or None
+            if conn.complete:  # small: all here already
+                body = b"".join(conn.chunks)
+                headers.popall(hdrs.CONTENT_LENGTH, None)
+                return web.Response(status=status, reason=reason, body=body, headers=headers)
+            response = web.StreamResponse(status=status, reason=reason, headers=headers)
+            if hdrs.CONTENT_LENGTH not in headers and status not in (204, 304) and status >= 200:
+                response.enable_chunked_encoding()
+            await response.prepare(request)
+            try:
+                while pieces := await conn.body():
+                    for piece in pieces:
+                        await response.write(piece)
+            except (ConnectionError, OSError) as e:
+                log.info("proxy %s: a stream was cut short: %s", target.name, e)
+                conn.close()
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
+            return response
+        finally:
+            self.lean.release(conn)
+
+    async def _aiohttp(self, request: web.Request, target: Target) -> web.StreamResponse:
         url = target.backend.origin + target.path
         query = self.query(request)
         if query:
@@ -192,6 +254,21 @@ class Forwarder:
         headers = CIMultiDict((k, v) for k, v in rewritable.headers.items() if k.lower() != "content-length")
         return web.Response(status=rewritable.code, reason=rewritable.reason or None, body=rewritable.body,
                             headers=headers)
+
+
+def relayed_headers(pairs: Iterable[tuple[str, str]], target: Target, host: str) -> CIMultiDict[str]:
+    """A backend's response headers as the client gets them: no hop-by-hop, Location under the prefix."""
+    given = list(pairs)
+    listed = {h.strip().lower() for name, value in given if name.lower() == "connection" for h in value.split(",")}
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in given:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in listed:
+            continue
+        if lower == "location":
+            value = rewrite_location(value, target, host)
+        headers.add(name, value)
+    return headers
 
 
 def strip_portico_cookies(header: str) -> str:
