@@ -136,8 +136,11 @@ class Forwarder:
         assert self.lean is not None
         query = self.query(request)
         path = target.path + ("?" + query if query else "")
+        headers = self.request_headers(request, target)
+        if hdrs.HOST not in headers:  # an HTTP/1.0 client sent none; HTTP/1.1 needs one
+            headers[hdrs.HOST] = target.backend.label if not target.backend.unix_socket else "localhost"
         lines = [f"{request.method} {path} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in self.request_headers(request, target).items()]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         for attempt in (1, 2):  # a kept-alive connection the backend has just closed: once more, fresh
             try:
@@ -161,16 +164,19 @@ class Forwarder:
                 if attempt == 2 or not conn.reused:
                     raise BadGateway(f"{target.name} at {target.backend.label} failed: {str(e)[:300]}.",
                                      "Backend Failed") from None
+            except BaseException:  # cancelled (shutdown): the connection is in an unknown state
+                conn.close()
+                raise
         try:
-            headers = relayed_headers(((k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers),
+            relayed = relayed_headers(((k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers),
                                       target, request.host)
             status, reason = conn.status, conn.reason or None
             if conn.complete:  # small: all here already
                 body = b"".join(conn.chunks)
-                headers.popall(hdrs.CONTENT_LENGTH, None)
-                return web.Response(status=status, reason=reason, body=body, headers=headers)
-            response = web.StreamResponse(status=status, reason=reason, headers=headers)
-            if hdrs.CONTENT_LENGTH not in headers and status not in (204, 304) and status >= 200:
+                relayed.popall(hdrs.CONTENT_LENGTH, None)
+                return web.Response(status=status, reason=reason, body=body, headers=relayed)
+            response = web.StreamResponse(status=status, reason=reason, headers=relayed)
+            if hdrs.CONTENT_LENGTH not in relayed and status not in (204, 304) and status >= 200:
                 response.enable_chunked_encoding()
             await response.prepare(request)
             try:
