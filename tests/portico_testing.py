@@ -244,3 +244,18 @@ def write_notebook(path: Any, cells: Sequence[str | tuple[str, str]], kernel: st
     nb.metadata["language_info"] = {"name": language}
     nbformat.write(nb, str(path))
     return str(path)
+
+
+def processes_with(entry: str, in_file: str = "environ") -> list[int]:
+    """PIDs whose /proc/PID/environ (or cmdline) holds entry as one of its NUL-separated items."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            items = (proc / in_file).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.encode() in items:
+            found.append(int(proc.name))
+    return found

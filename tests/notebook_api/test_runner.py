@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, start_server, write_notebook
+from portico_testing import Server, processes_with, start_server, write_notebook
 
 CELLS = [
     "import json, os, signal, time\nSEEDED = 'yes'",
@@ -158,7 +158,7 @@ async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSessio
     server = start_server("--notebook", write_notebook(tmp_path / "api.ipynb", CELLS), "--notebook-pool-min", "2",
                           "--kernel-env-inherit", "MARKER", env={"MARKER": marker.split("=", 1)[1]})
     busy = asyncio.create_task(get(http, server, "sleep?s=600"))
-    assert len([p for p in _with_entry(marker) if p.name != str(server.proc.pid)]) == 2
+    assert len([p for p in processes_with(marker) if p != server.proc.pid]) == 2
 
     async def running() -> bool:
         return (await pool(http, server))["idle"] == 1
@@ -167,15 +167,5 @@ async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSessio
     assert server.stop() == 0
     status, body, _ = await busy
     assert status == 503 and "shutting down" in body  # told, not cut off
-    assert _with_entry(marker) == []
+    assert processes_with(marker) == []
 
-
-def _with_entry(entry: str) -> list[Path]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if entry.encode() in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(proc)
-        except OSError:
-            pass
-    return found

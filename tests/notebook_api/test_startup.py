@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from portico_testing import write_notebook
+from portico_testing import processes_with, write_notebook
 
 
 def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -54,14 +54,8 @@ def test_a_failing_seed_cell_stops_the_start_and_leaves_no_kernel(tmp_path: Path
     line = failure(start("--notebook", "api.ipynb", "--notebook-pool-min", "2", "--kernel-env-inherit", "MARKER",
                          cwd=tmp_path, env={"MARKER": marker}))
     assert "code cell 3: ModuleNotFoundError: No module named 'no_such_module_here'" in line
-    assert not [p for p in Path("/proc").glob("[0-9]*") if _environ_has(p, f"MARKER={marker}")]
+    assert processes_with(f"MARKER={marker}") == []
 
-
-def _environ_has(proc: Path, entry: str) -> bool:
-    try:
-        return entry.encode() in (proc / "environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
 
 
 def test_a_route_a_proxied_server_takes_stops_the_start(tmp_path: Path) -> None:

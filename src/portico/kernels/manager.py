@@ -21,6 +21,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
+from ..environment import inherited, without_secrets
 from ..settings import Settings
 from ..web.errors import BadRequest, Conflict, Forbidden, LimitReached, NotFound, Unavailable
 from .pool import Pool
@@ -137,13 +138,7 @@ class Kernels:
 
     def base_env(self) -> dict[str, str]:
         """PATH and the inherited allow-list; never PORTICO_* or anything holding the token."""
-        env = {"PATH": os.environ.get("PATH", os.defpath)}
-        env.update((k, os.environ[k]) for k in self.settings.kernel_env_inherit if k in os.environ)
-        return self._without_secrets(env)
-
-    def _without_secrets(self, env: dict[str, str]) -> dict[str, str]:
-        token = self.settings.token
-        return {k: v for k, v in env.items() if not k.startswith("PORTICO_") and not (token and token in v)}
+        return without_secrets(inherited(self.settings.kernel_env_inherit), self.settings.token)
 
     def kernel_env(self, requested: Any) -> dict[str, str]:
         """The accepted request entries: KERNEL_* and kernel_env_allow names, plain names, strings."""
@@ -162,7 +157,7 @@ class Kernels:
                 raise BadRequest(f"env entry {name!r} is longer than {MAX_ENV_VALUE} characters.")
             if name.startswith("KERNEL_") or name in allowed:
                 env[name] = value
-        return self._without_secrets(env)
+        return without_secrets(env, self.settings.token)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, name: Any = None, path: Any = None, env: Any = None, kernel_id: Any = None) -> Kernel:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from ..environment import inherited, without_secrets
 from ..settings import Settings
 from ..web.errors import BadGateway, GatewayTimeout
 from .config import ServerSpec, call_with
@@ -141,12 +142,10 @@ class Process:
 
     def _environment(self) -> dict[str, str]:
         values = self.template_values()
-        env = {"PATH": os.environ.get("PATH", os.defpath)}
-        env.update((k, os.environ[k]) for k in self.settings.proxy_env_inherit if k in os.environ)
+        env = inherited(self.settings.proxy_env_inherit)
         extra = call_with(self.spec.environment, **values) if callable(self.spec.environment) else self.spec.environment
         env.update({str(k): str(v).format(**values) for k, v in (extra or {}).items()})
-        token = self.settings.token
-        return {k: v for k, v in env.items() if not k.startswith("PORTICO_") and not (token and token in v)}
+        return without_secrets(env, self.settings.token)
 
     async def _start(self) -> None:
         name = self.spec.name
