@@ -57,7 +57,6 @@ def test_a_failing_seed_cell_stops_the_start_and_leaves_no_kernel(tmp_path: Path
     assert processes_with(f"MARKER={marker}") == []
 
 
-
 def test_a_route_a_proxied_server_takes_stops_the_start(tmp_path: Path) -> None:
     write_notebook(tmp_path / "api.ipynb", ["# GET /app/x\n1"])
     servers = '{"app": {"port": 9}}'
