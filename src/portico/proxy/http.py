@@ -181,8 +181,7 @@ class Forwarder:
             await response.prepare(request)
             try:
                 while pieces := await conn.body():
-                    for piece in pieces:
-                        await response.write(piece)
+                    await response.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
             except (ConnectionError, OSError) as e:
                 log.info("proxy %s: a stream was cut short: %s", target.name, e)
                 conn.close()

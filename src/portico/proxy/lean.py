@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
 
 import httptools
 
@@ -103,7 +102,7 @@ class BackendResponse(asyncio.Protocol):
         self.transport.write(head)
         return self.head
 
-    async def body(self) -> Iterable[bytes]:
+    async def body(self) -> list[bytes]:
         """The next pieces of the body; empty when it is over."""
         while not self.chunks and not self.complete and self.broken is None:
             self.readable.clear()
