@@ -259,3 +259,38 @@ def processes_with(entry: str, in_file: str = "environ") -> list[int]:
         if entry.encode() in items:
             found.append(int(proc.name))
     return found
+
+
+def readme_example(section: str) -> tuple[str, list[tuple[str, str]]]:
+    """A README section's `scripts/run --token secret ARGS` line (ARGS) and its ```sh session
+    as (command, expected output) pairs."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = readme[readme.index(section):]
+    run = re.search(r"^scripts/run --token secret (.+)$", text, re.M)
+    commands = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert run and commands, f"the README's example under {section!r} moved"
+    lines = commands.group(1).strip().splitlines()
+    return run.group(1), [(c, e.removeprefix("# ")) for c, e in zip(lines[::2], lines[1::2])]
+
+
+def run_session(server: Server, session: list[tuple[str, str]]) -> None:
+    """Run README commands against server (its URL and token put in) and compare their output."""
+    for command, expected in session:
+        command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
+        out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
+        assert out.strip() == expected, command
+
+
+def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subprocess.CompletedProcess[str]:
+    """schemathesis on an OpenAPI document: every check but the stateful resource ones."""
+    from pathlib import Path
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "st"), "run", url, "-H", f"Authorization: token {token}",
+         "--checks", "all", "--exclude-checks",
+         "use_after_free,ensure_resource_availability,object_level_authorization,positive_data_acceptance",
+         "--max-examples", str(examples), "--seed", "1", "--generation-database", "none",
+         "--report-dir", str(workdir)],
+        capture_output=True, text=True, timeout=300, cwd=workdir)

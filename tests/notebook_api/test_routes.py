@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import aiohttp
 import pytest
 from openapi_spec_validator import validate
 
-from portico_testing import Server, start_server, write_notebook
+from portico_testing import Server, readme_example, run_session, start_server, write_notebook
 
 def png(width: int = 3, height: int = 2) -> bytes:
     """A real PNG image (RGB, every pixel a different colour)."""
@@ -178,20 +176,12 @@ async def test_source_public_and_specs(http: aiohttp.ClientSession, server: Serv
     assert set(spec["paths"]["/people/{id}"]) == {"put", "delete"}
 
 
-def test_readme_notebook_example_runs(tmp_path: Path) -> None:
+def test_readme_notebook_example_runs() -> None:
+    args, session = readme_example("## The notebook HTTP API")
     root = Path(__file__).resolve().parents[2]
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## The notebook HTTP API"):]
-    run = re.search(r"^scripts/run --token secret --notebook (\S+)$", section, re.M)
-    commands = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert run and commands, "the README's notebook example moved"
-    server = start_server("--notebook", str(root / run.group(1)))
+    server = start_server(*(str(root / a) if a.endswith(".ipynb") else a for a in args.split()))
     try:
-        lines = commands.group(1).strip().splitlines()
-        for command, expected in zip(lines[::2], lines[1::2]):
-            command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
-            out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
-            assert out.strip() == expected.removeprefix("# "), command
+        run_session(server, session)
     finally:
         server.stop()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, start_server
+from portico_testing import Server, readme_example, run_session, start_server
 
 BACKEND = str(Path(__file__).with_name("backend.py"))
 ICON = Path(__file__).with_name("icon.svg")
@@ -335,23 +335,12 @@ def _cmdline(proc: Path) -> str:
 
 
 def test_readme_proxy_example_runs() -> None:
-    import re
     import shlex
-    import subprocess
 
-    root = Path(__file__).resolve().parents[2]
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## The process proxy"):]
-    run = re.search(r"^scripts/run --token secret (.+)$", section, re.M)
-    commands = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert run and commands, "the README's proxy example moved"
-    server = start_server(*shlex.split(run.group(1)), "--root-dir", str(root))
+    args, session = readme_example("## The process proxy")
+    server = start_server(*shlex.split(args), "--root-dir", str(Path(__file__).resolve().parents[2]))
     try:
-        lines = commands.group(1).strip().splitlines()
-        for command, expected in zip(lines[::2], lines[1::2]):
-            command = command.replace("http://127.0.0.1:8888/", server.url).replace("token secret", f"token {server.token}")
-            out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60).stdout
-            assert out.strip() == expected.removeprefix("# "), command
+        run_session(server, session)
     finally:
         server.stop()
 

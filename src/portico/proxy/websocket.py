@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -71,18 +73,24 @@ async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
                 break
         await sink.close(code=code, message=message.encode())
 
-    tasks = [asyncio.create_task(relay(client, upstream, CLOSE_CLIENT_GONE)),
-             asyncio.create_task(relay(upstream, client, CLOSE_BACKEND_GONE))]
+    try:
+        await _both_ways(relay(client, upstream, CLOSE_CLIENT_GONE), relay(upstream, client, CLOSE_BACKEND_GONE))
+    finally:
+        if not upstream.closed:
+            await upstream.close()
+        if not client.closed:
+            await client.close()
+
+
+async def _both_ways(*directions: Coroutine[Any, Any, None]) -> None:
+    """Run each direction of a relay until the first ends, then end the other."""
+    tasks = [asyncio.create_task(d) for d in directions]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if not upstream.closed:
-            await upstream.close()
-        if not client.closed:
-            await client.close()
 
 
 async def raw_socket(request: web.Request, target: Target) -> web.WebSocketResponse:
@@ -112,13 +120,9 @@ async def raw_socket(request: web.Request, target: Target) -> web.WebSocketRespo
         while data := await reader.read(64 * 1024):
             await client.send_bytes(data)
 
-    tasks = [asyncio.create_task(to_socket()), asyncio.create_task(from_socket())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await _both_ways(to_socket(), from_socket())
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         writer.close()
         if not client.closed:
             await client.close(code=1000 if reader.at_eof() else CLOSE_BACKEND_GONE)
