@@ -3,6 +3,7 @@ and Portico: the answers agree wherever Kernel Gateway is right, and differ as d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -74,8 +75,6 @@ async def ask(http: aiohttp.ClientSession, server: Server, method: str, path: st
 
 
 async def ready(http: aiohttp.ClientSession, server: Server) -> None:
-    import asyncio
-
     async with asyncio.timeout(60):
         while True:
             try:

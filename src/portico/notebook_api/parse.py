@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,7 +65,7 @@ class Route:
         index = self.path.find(":")
         return sys.maxsize if index < 0 else self.path.count("/", 0, index) - 1
 
-    @property
+    @cached_property  # matched against every request's path: compiled once
     def pattern(self) -> re.Pattern[str]:
         """Matches the raw (still percent-encoded) request path; a parameter is one segment's text."""
         out, last = [], 0

@@ -31,7 +31,6 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 PORTICO_COOKIE_PREFIX = "portico"  # the browser page's cookies (login, XSRF) are Portico's own
 LEAN_METHODS = {"GET", "DELETE", "OPTIONS"}
-CHUNK = 1 << 20  # largest piece relayed at once
 READ_BUFFER = 4 << 20  # a backend connection's read buffer: fewer, larger reads
 WRITE_BUFFER = 4 << 20  # bytes queued for a client before the relay waits for it to read
 SMALL_BODY = 256 << 10  # a response with a Content-Length up to this is read whole and sent in one write
