@@ -12,11 +12,13 @@ import yaml
 from aiohttp import web
 
 from . import __version__
+from .contents.routes import ContentsRoutes
 from .kernels.manager import Kernels, iso
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
 from .kernels.specs import Specs
 from .notebook_api.routes import NotebookApis
+from .page.routes import PageRoutes
 from .proxy.routes import ProxyRoutes
 from .settings import Settings
 from .web.auth import Guard
@@ -85,6 +87,9 @@ def build_app(settings: Settings) -> web.Application:
     notebooks = NotebookApis(settings, kernels, set(proxy.processes))
     ServerRoutes(settings, kernels, metrics, notebooks).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
+    ContentsRoutes(settings).add_to(app.router)
+    if settings.page:
+        PageRoutes(settings, guard).add_to(app.router)
     proxy.add_to(app.router)
     notebooks.add_to(app.router)
     guard.open_paths |= proxy.open_paths

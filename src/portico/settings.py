@@ -117,6 +117,10 @@ class Settings:
     proxy_restart_min_uptime: float = _opt(10.0, "A proxied process that exits sooner than this after starting counts as crashing: it is restarted with exponential backoff.", minimum=0)
     proxy_restart_max_backoff: float = _opt(30.0, "Longest wait between restarts of a crashing proxied process.", minimum=0.1)
     proxy_log_lines: int = _opt(200, "Lines of each proxied process's stdout and stderr kept for the API.", minimum=0)
+    # contents and the browser page
+    page: bool = _opt(True, "Serve the browser page (launcher and notebook) at the base URL, and its login.")
+    autosave_interval: float = _opt(30.0, "Seconds between the notebook page's saves of unsaved changes; 0 turns autosave off.", minimum=0)
+    contents_allow_hidden: bool = _opt(False, "Let the contents API list and open hidden files (names starting with a dot).")
     # logging
     log_level: str = _opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("text", "Log line format.", choices=("text", "json"))

@@ -115,6 +115,25 @@ async def test_clients_that_do_not_ask_see_no_sequence_numbers(http: aiohttp.Cli
     await plain.close()
 
 
+async def test_since_now_numbers_live_messages_and_replays_nothing(http: aiohttp.ClientSession, server: Server,
+                                                                   kernel: str) -> None:
+    """What the browser page does: connect with since=now, drop, come back with since=<last seen>."""
+    plain = await KernelClient.connect(http, server, kernel)
+    await plain.execute("print('before')")
+    page = await KernelClient.connect(http, server, kernel, session_id="page", since="now")
+    _, outputs = await page.execute("print('after')")
+    assert all(isinstance(m["metadata"]["portico_seq"], int) for m in outputs)
+    assert "before" not in str([m["content"] for m in outputs])  # nothing from before was replayed
+    last = max(m["metadata"]["portico_seq"] for m in outputs)
+    await page.close()
+    await plain.execute("print('while away')")
+    back = await KernelClient.connect(http, server, kernel, session_id="page", since=last)
+    missed = await back.next(lambda m: m["channel"] == "iopub" and m["header"]["msg_type"] == "stream", timeout=10)
+    assert missed["content"]["text"] == "while away\n" and missed["metadata"]["portico_seq"] > last
+    await plain.close()
+    await back.close()
+
+
 @pytest.mark.parametrize("since", ["x", "-1", "\u00b2", "1.5"])
 async def test_since_must_be_a_number(http: aiohttp.ClientSession, server: Server, kernel: str, since: str) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as e:

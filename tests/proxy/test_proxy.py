@@ -46,7 +46,7 @@ c.ServerProxy.servers = {{
                "environment": {{"FROM_CONFIG": "yes {{port}}"}}, "timeout": 20,
                "exclude_last_activity_patterns": ["/env$"], "mappath": lambda path: "/echo" if path == "/m" else path}},
     "lazy": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"], "timeout": 20}},
-    "files": {{"command": [sys.executable, "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"], "timeout": 20}},
+    "static": {{"command": [sys.executable, "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"], "timeout": 20}},
     "raw": {{"command": [sys.executable, BACKEND, "--raw", "--port", "{{port}}"], "raw_socket_proxy": True,
              "timeout": 20}},
     "crash": {{"command": [sys.executable, BACKEND, "--exit-at-once", "3"], "timeout": 20}},
@@ -89,7 +89,7 @@ async def test_http_through_tcp_and_unix_sockets(http: aiohttp.ClientSession, pr
         assert isinstance(headers, dict)
         assert headers["X-Forwarded-Context"] == headers["X-ProxyContextPath"] == f"/{name}"
         assert headers["X-Forwarded-For"] == "127.0.0.1" and headers["X-Forwarded-Proto"] == "http"
-    status, text = await call(http, proxy, "GET", "files/hello.txt")
+    status, text = await call(http, proxy, "GET", "static/hello.txt")
     assert (status, text) == (200, "hello from http.server\n")
     async with http.get(proxy.url + "app", headers=proxy.headers, allow_redirects=False, params={"q": "1"}) as r:
         assert r.status == 302 and r.headers["Location"] == "/app/?q=1"
@@ -276,17 +276,17 @@ async def test_an_exit_with_code_0_starts_again_on_the_next_request(http: aiohtt
 
 
 async def test_the_api_lists_stops_starts_and_restarts(http: aiohttp.ClientSession, proxy: Server) -> None:
-    await call(http, proxy, "GET", "files/")
+    await call(http, proxy, "GET", "static/")
     status, servers = await call(http, proxy, "GET", "api/proxy/servers")
     assert status == 200 and isinstance(servers, list)
-    assert {s["name"] for s in servers} >= {"app", "unixapp", "files", "raw", "crash"}
-    _, files = await call(http, proxy, "GET", "api/proxy/servers/files")
+    assert {s["name"] for s in servers} >= {"app", "unixapp", "static", "raw", "crash"}
+    _, files = await call(http, proxy, "GET", "api/proxy/servers/static")
     assert isinstance(files, dict) and files["state"] == "running" and files["pid"]
-    _, stopped = await call(http, proxy, "POST", "api/proxy/servers/files/stop")
+    _, stopped = await call(http, proxy, "POST", "api/proxy/servers/static/stop")
     assert isinstance(stopped, dict) and (stopped["state"], stopped["pid"]) == ("stopped", None)
-    _, started = await call(http, proxy, "POST", "api/proxy/servers/files/start")
+    _, started = await call(http, proxy, "POST", "api/proxy/servers/static/start")
     assert isinstance(started, dict) and started["state"] == "running"
-    _, restarted = await call(http, proxy, "POST", "api/proxy/servers/files/restart")
+    _, restarted = await call(http, proxy, "POST", "api/proxy/servers/static/restart")
     assert isinstance(restarted, dict) and restarted["state"] == "running" and restarted["pid"] != started["pid"]
     assert (await call(http, proxy, "POST", "api/proxy/servers/nope/start"))[0] == 404
 

@@ -86,7 +86,8 @@ class KernelRoutes:
         kernel = self.kernels.get(request.match_info["id"])
         if kernel.relay is None or kernel.execution_state == "dead":
             raise NotFound(f"Kernel {kernel.id} is dead: {kernel.reason}.", "Kernel Dead")
-        since = self._since(request)
+        asked = self._since(request)
+        since = kernel.relay.journal.next_seq - 1 if isinstance(asked, str) else asked  # "now"
         s = self.settings
         ws = web.WebSocketResponse(protocols=[wire.V1_PROTOCOL], heartbeat=s.ws_ping_interval or None,
                                    max_msg_size=s.ws_max_message_size, compress=False)
@@ -100,12 +101,13 @@ class KernelRoutes:
         return ws
 
     @staticmethod
-    def _since(request: web.Request) -> int | None:
+    def _since(request: web.Request) -> int | str | None:
+        """?since=N, or ?since=now: nothing replayed, and every message from here on numbered."""
         raw = request.query.get("since")
-        if raw is None:
-            return None
+        if raw is None or raw == "now":
+            return raw
         if not (raw.isascii() and raw.isdigit()):
-            raise BadRequest("since must be a journal sequence number (a whole number, 0 for everything kept).")
+            raise BadRequest("since must be a journal sequence number (a whole number, 0 for everything kept) or now.")
         return int(raw)
 
     # sessions ----------------------------------------------------------------------------

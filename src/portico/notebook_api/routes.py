@@ -20,6 +20,7 @@ from aiohttp import web
 from ..kernels.manager import Kernels
 from ..kernels.relay import RelayOptions
 from ..kernels.seed import Seed
+from ..page.routes import PAGE_SEGMENTS
 from ..settings import Settings, SettingsError
 from ..web.errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError
 from ..web.jsonio import json_response
@@ -30,7 +31,7 @@ log = logging.getLogger("portico")
 
 RELOAD_POLL = 0.5  # seconds between looks at a notebook file when reload is on
 INTERRUPT_GRACE = 5.0  # seconds a kernel has to come back from an interrupt before it is replaced
-RESERVED = ("api", "metrics", "_api", "public")  # first path segments a root mount cannot take
+RESERVED = ("api", "metrics", "_api", "public", *PAGE_SEGMENTS)  # first path segments a root mount cannot take
 NO_JOURNAL = RelayOptions(client_limit=1 << 20, journal_bytes=0, journal_age=0, rate_limit=None)
 
 
@@ -71,10 +72,12 @@ class Mount:
         if prefix == "/":
             for route in api.routes:
                 first = route.path.strip("/").split("/")[0]
-                if first in RESERVED or first in taken:
-                    owner = "a proxied server's" if first in taken else "Portico's own"
+                if first in RESERVED or first in taken or (first == "" and settings.page):
+                    owner = ("a proxied server's" if first in taken else "the browser page's"
+                             if first in PAGE_SEGMENTS or first == "" else "Portico's own")
+                    hint = " (or turn the page off: --page false)" if owner == "the browser page's" else ""
                     raise SettingsError(f"notebook {file}: {route.verb} {route.path} collides with {owner} "
-                                        f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}")
+                                        f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}{hint}")
         self.version = Version(api, self._pool(api), self._stamp())
         self._watcher: asyncio.Task[None] | None = None
 

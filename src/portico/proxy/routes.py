@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from ..page.routes import PAGE_SEGMENTS
 from ..settings import Settings, SettingsError
 from ..web.errors import Forbidden, NotFound
 from ..web.jsonio import json_response
@@ -36,7 +37,7 @@ from .supervisor import Backend, Process
 
 log = logging.getLogger("portico")
 
-RESERVED = {"api", "proxy", "server-proxy", "metrics", "kernelspecs", "public", "_api"}
+RESERVED = {"api", "proxy", "server-proxy", "metrics", "kernelspecs", "public", "_api", *PAGE_SEGMENTS}
 
 
 class ProxyRoutes:

@@ -1,0 +1,1 @@
+"""The contents API (/api/contents) and raw files (/files/), over the root directory."""
