@@ -198,7 +198,7 @@ async def test_files_route_serves_bytes_in_a_sandbox(http: aiohttp.ClientSession
         assert r.status == 404
 
 
-async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server) -> None:
+async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
     async with http.put(srv.url + "api/contents/x.ipynb", headers=srv.headers, data=b"{not json") as r:
         assert r.status == 400
     for body in ({"type": "notebook", "content": "text"}, {"type": 7}, {"type": "file", "content": 5},
@@ -209,4 +209,9 @@ async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server) -> None:
     assert (await call(http, srv, "POST", "/saved.ipynb", {"type": "file"}))[0] == 400
     assert (await call(http, srv, "POST", "", {"copy_from": 3}))[0] == 400
     assert (await call(http, srv, "PUT", "/no/such/dir.txt", {"type": "file", "content": "x"}))[0] == 404
+    (root / "d").mkdir()
+    status, error = await call(http, srv, "PATCH", "/d", {"path": "d/inside"})  # a directory into itself
+    assert status == 400 and "Invalid argument" in error["message"]
+    status, error = await call(http, srv, "PUT", "/" + "n" * 300 + ".txt", {"type": "file", "content": "x"})
+    assert status == 400 and "too long" in error["message"]
     assert srv.proc.poll() is None
