@@ -105,6 +105,20 @@ async def test_the_backend_never_sees_portico_credentials(http: aiohttp.ClientSe
     assert headers["Cookie"] == "app=kept" and headers["X-Other"] == "y" and body["query"] == "keep=1"
 
 
+async def test_a_browser_login_reaches_apps_whose_forms_send_no_xsrf_header(proxy: Server) -> None:
+    """The login cookie authenticates proxied requests; the app's own POSTs need no X-XSRFToken (as in
+    jupyter-server-proxy), while Portico's own API still does; the backend never sees the cookie."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(proxy.url + f"?token={proxy.token}") as r:
+            assert r.status == 200
+        async with browser.post(proxy.url + "app/echo", data=b"form=1") as r:
+            body = await r.json()
+            assert r.status == 200 and body["method"] == "POST" and body["size"] == 6
+            assert "portico-login" not in body["headers"].get("Cookie", "")
+        async with browser.post(proxy.url + "api/kernels", json={}) as r:
+            assert r.status == 403
+
+
 async def test_options_absolute_mappath_overrides_environment_rewrite(http: aiohttp.ClientSession, proxy: Server) -> None:
     status, body = await call(http, proxy, "GET", "absolute/echo")
     assert status == 200 and isinstance(body, dict) and body["path"] == "/absolute/echo"
