@@ -374,3 +374,23 @@ async def test_cell_editing_and_autosave(context: BrowserContext, root: Path) ->
         assert errors == []
     finally:
         own.stop()
+
+
+async def test_an_edit_made_while_a_cell_waits_to_run_is_kept(context: BrowserContext, srv: Server, root: Path) -> None:
+    write_notebook(root, "queued.ipynb", [{"source": "import time; time.sleep(4)"}, {"source": "print('ran')"}])
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "queued.ipynb", errors)
+    other = await open_notebook(context, srv, "queued.ipynb", errors)
+    cells = page.locator(".cell")
+    await cells.nth(0).locator(".cm-content").click()
+    await page.keyboard.press("Shift+Enter")
+    await page.keyboard.press("Shift+Enter")  # the second cell, queued behind the sleep
+    await cells.nth(1).locator(".cm-content").click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.insert_text("  # edited while queued")
+    await expect(cells.nth(1).locator(".prompt")).to_have_text("[*]:")  # the edit was made while it waited
+    await expect(cells.nth(1).locator(".output")).to_have_text("ran\n", timeout=15000)
+    await expect(cells.nth(1).locator(".cm-content")).to_have_text("print('ran')  # edited while queued")
+    await expect(other.locator(".cell").nth(1).locator(".cm-content")).to_have_text("print('ran')")  # what ran
+    assert errors == []

@@ -229,12 +229,15 @@ class Notebook {
       this.append(cell);
     }
     switch (type) {
-      case 'execute_input':
-        if (cell.source !== msg.content.code) cell.editor.text = msg.content.code;
+      case 'execute_input': {
+        // Another page's execution shows the code it ran; this page's own keeps any edit made since.
+        const own = (msg.parent_header || {}).session === this.session.kernel.clientId;
+        if (!own && cell.source !== msg.content.code) cell.editor.text = msg.content.code;
         cell.outputs.clear();
         cell.inputBox.replaceChildren();
         cell.setRunning(true, msg.content.execution_count);
         break;
+      }
       case 'status':
         if (msg.content.execution_state === 'idle') cell.setRunning(false);
         break;
