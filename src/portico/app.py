@@ -93,7 +93,7 @@ def build_app(settings: Settings) -> web.Application:
     proxy.add_to(app.router)
     notebooks.add_to(app.router)
     guard.open_paths |= proxy.open_paths
-    guard.xsrf_exempt_prefixes |= proxy.xsrf_exempt_prefixes
+    guard.xsrf_exempt_prefixes += proxy.xsrf_exempt_prefixes
 
     async def lifespan(app: web.Application) -> Any:
         kernels.start_background()

@@ -109,6 +109,12 @@ async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession,
 async def test_text_and_binary_files(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
     assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[0] == 201
     assert (root / "notes.txt").read_text() == "café\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (root / "notes.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # a new file: as open() would make it
+    (root / "notes.txt").chmod(0o600)
+    assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[0] == 200
+    assert (root / "notes.txt").stat().st_mode & 0o777 == 0o600  # a saved file keeps its mode
     blob = bytes(range(256))
     body = {"type": "file", "format": "base64", "content": base64.b64encode(blob).decode()}
     assert (await call(http, srv, "PUT", "/blob.bin", body))[0] == 201

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import urllib.request
 import uuid
 import sys
 from pathlib import Path
 
 import pytest
 
-from portico_testing import processes_with, write_notebook
+from portico_testing import processes_with, start_server, write_notebook
 
 
 def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,6 +31,8 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     (["# GET /a/:\n1"], "python3", "code cell 1: bad path '/a/:'"),
     (["# GET /a\n1"], "no-such-kernel", "needs kernel 'no-such-kernel', which is not installed"),
     (["# GET /api/kernels\n1"], "python3", "collides with Portico's own /api routes"),
+    (["# GET /\n1"], "python3", "collides with the browser page's / routes; mount the notebook under a prefix"),
+    (["# POST /login\n1"], "python3", "the browser page's /login routes"),
 ])
 def test_bad_notebooks_stop_the_start(tmp_path: Path, cells: list[str], kernel: str, problem: str) -> None:
     write_notebook(tmp_path / "api.ipynb", cells, kernel=kernel)
@@ -64,3 +67,14 @@ def test_a_route_a_proxied_server_takes_stops_the_start(tmp_path: Path) -> None:
         start("--notebook", "api.ipynb", "--servers", servers, cwd=tmp_path))
     assert "the prefix /app/ is a proxied server's" in failure(
         start("--notebook", "/app=api.ipynb", "--servers", servers, cwd=tmp_path))
+
+
+def test_with_the_page_off_a_root_notebook_may_take_the_root(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "api.ipynb", ["# GET /\nprint('the notebook answers')"])
+    assert "(or turn the page off: --page false)" in failure(start("--notebook", "api.ipynb", cwd=tmp_path))
+    server = start_server("--notebook", str(tmp_path / "api.ipynb"), "--page", "false")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(server.url, headers=server.headers)) as r:
+            assert r.read() == b"the notebook answers\n"
+    finally:
+        server.stop()

@@ -75,6 +75,7 @@ def test_entry_points_are_loaded() -> None:
 @pytest.mark.parametrize("servers, problem", [
     ('{"app": {"comand": ["x"]}}', "server 'app' (option servers): unknown option 'comand'"),
     ('{"api": {"port": 1}}', "server 'api': the name is one of Portico's own routes"),
+    ('{"notebooks": {"port": 1}}', "server 'notebooks': the name is one of Portico's own routes"),
     ('{"app": {"port": "eighty"}}', "server 'app' (option servers): port must be a whole number"),
 ])
 def test_a_bad_server_stops_the_start_in_one_line(servers: str, problem: str) -> None:

@@ -158,5 +158,5 @@ export async function showLauncher(root, server) {
   });
   await Promise.all([showSpecs(), showApps(), showKernels(), showApis(), showFiles()].map(p => p.catch(fail)));
   const timer = setInterval(() => { showKernels().catch(fail); showApps().catch(() => {}); }, REFRESH_MS);
-  window.portico = { launcher: { refresh: () => Promise.all([showKernels(), showApps()]) }, timer };
+  window.portico = { launcher: { refresh: () => Promise.all([showKernels(), showApps()]), timer } };
 }

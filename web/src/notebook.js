@@ -122,7 +122,6 @@ class Notebook {
     this.minor = Math.max(5, content.nbformat_minor || 0);
     this.language = (this.metadata.language_info || {}).name || (this.metadata.kernelspec || {}).language || 'python';
     this.dirty = false;
-    this.savedAt = model.last_modified;
     this.cells = [];
     this.active = null;
     this.session = null;
@@ -383,8 +382,7 @@ class Notebook {
     this.saveState.textContent = 'Saving…';
     this.saving = this.server.contents.save(this.path, { type: 'notebook', format: 'json', content: this.toJSON() })
       .then(model => {
-        this.savedAt = model.last_modified;
-        if (!this.dirty) { this.saveState.textContent = `${auto ? 'Autosaved' : 'Saved'} ${new Date().toLocaleTimeString()}`; this.title.classList.remove('dirty'); }
+            if (!this.dirty) { this.saveState.textContent = `${auto ? 'Autosaved' : 'Saved'} ${new Date().toLocaleTimeString()}`; this.title.classList.remove('dirty'); }
       })
       .catch(async error => {
         this.dirty = true;

@@ -15,18 +15,18 @@ import os
 import shutil
 import stat
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..kernels.manager import iso
 from ..web.errors import BadRequest, Conflict, Forbidden, NotFound
 
 CHECKPOINT_DIR = ".ipynb_checkpoints"
 CHECKPOINT_ID = "checkpoint"  # one checkpoint per file, as Jupyter Server's file checkpoints keep
 
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# Read once, at import, while the server is single-threaded: reading the umask means setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _nbformat() -> Any:
@@ -92,12 +92,16 @@ class Store:
         if not self.allow_hidden and any(p.startswith(".") for p in clean.split("/") if p):
             raise NotFound(f"No such file or directory: {clean}")
         target = self.root / clean if clean else self.root
-        real = Path(os.path.realpath(target))
-        if real != self.root and self.root not in real.parents:
+        if not self._inside(target):
             raise Forbidden(f"Path {clean!r} leads outside the root directory.")
         if must_exist and not target.exists():
             raise NotFound(f"No such file or directory: {clean}")
         return target
+
+    def _inside(self, path: Path) -> bool:
+        """Whether path, its symlinks followed, is the root or under it."""
+        real = Path(os.path.realpath(path))
+        return real == self.root or self.root in real.parents
 
     def api_path(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() if path != self.root else ""
@@ -114,7 +118,7 @@ class Store:
             raise BadRequest(f"{self.api_path(path) or '/'} is a {kind}, not a {type_}.", "Bad Type")
         model: dict[str, Any] = {
             "name": name, "path": self.api_path(path), "type": kind,
-            "created": _iso(st.st_ctime), "last_modified": _iso(st.st_mtime),
+            "created": iso(st.st_ctime), "last_modified": iso(st.st_mtime),
             "writable": os.access(path, os.W_OK), "mimetype": None, "content": None, "format": None,
             "size": None if kind == "directory" else st.st_size,
         }
@@ -138,8 +142,7 @@ class Store:
         for child in sorted(path.iterdir(), key=lambda p: p.name.lower()):
             if not self.allow_hidden and child.name.startswith("."):
                 continue
-            real = Path(os.path.realpath(child))
-            if (real != self.root and self.root not in real.parents) or not real.exists():
+            if not self._inside(child) or not child.exists():
                 continue  # a symlink leading out, or a dangling one: not listed
             out.append(child)
         return out
@@ -223,12 +226,7 @@ class Store:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)
-            else:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, mode if mode is not None else 0o666 & ~_UMASK)
             os.replace(tmp, target)
         except BaseException:
             try:
@@ -329,13 +327,13 @@ class Store:
         checkpoint = self._checkpoint_path(self._file(api_path))
         if not checkpoint.exists():
             return []
-        return [{"id": CHECKPOINT_ID, "last_modified": _iso(checkpoint.stat().st_mtime)}]
+        return [{"id": CHECKPOINT_ID, "last_modified": iso(checkpoint.stat().st_mtime)}]
 
     def create_checkpoint(self, api_path: str) -> dict[str, str]:
         path = self._file(api_path)
         checkpoint = self._checkpoint_path(path, create=True)
         self._write_atomic(checkpoint, path.read_bytes())
-        return {"id": CHECKPOINT_ID, "last_modified": _iso(checkpoint.stat().st_mtime)}
+        return {"id": CHECKPOINT_ID, "last_modified": iso(checkpoint.stat().st_mtime)}
 
     def _known_checkpoint(self, api_path: str, checkpoint_id: str) -> tuple[Path, Path]:
         path = self._file(api_path)

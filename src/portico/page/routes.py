@@ -80,9 +80,9 @@ class PageRoutes:
         b = settings.base_url
         self.static_url = b + "_page/"
         guard.open_paths |= {b + "login", b + "logout"}
-        guard.open_prefixes.add(self.static_url)
+        guard.open_prefixes += (self.static_url,)
         guard.page_paths.add(b)
-        guard.page_prefixes.add(b + "notebooks/")
+        guard.page_prefixes += (b + "notebooks/",)
         self.version = _asset_version()
 
     def add_to(self, router: web.UrlDispatcher) -> None:

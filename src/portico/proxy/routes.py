@@ -53,10 +53,10 @@ class ProxyRoutes:
                       if spec.launcher.icon_path}
 
     @property
-    def xsrf_exempt_prefixes(self) -> set[str]:
+    def xsrf_exempt_prefixes(self) -> tuple[str, ...]:
         """Where a proxied app's own forms and scripts post: its requests carry no X-XSRFToken."""
         b = self.settings.base_url
-        return {b + "proxy/", *(b + name + "/" for name in self.processes)}
+        return (b + "proxy/", *(b + name + "/" for name in self.processes))
 
     @property
     def open_paths(self) -> set[str]:

@@ -41,7 +41,7 @@ class Guard:
         self._token = settings.token.encode()
         self._origin_pat = re.compile(settings.allow_origin_pat) if settings.allow_origin_pat else None
         self.open_paths = {settings.base_url + "metrics"} if settings.metrics_public else set()
-        self.open_prefixes: set[str] = set()
+        self.open_prefixes: tuple[str, ...] = ()
         # The cookie's name and value derive from the token: another Portico on this host (cookies
         # ignore ports) keeps its own cookie, and a new token logs every browser out.
         digest = hashlib.sha256(self._token).hexdigest()
@@ -49,10 +49,10 @@ class Guard:
         self._cookie_value = hmac.new(self._token, b"portico browser login", hashlib.sha256).hexdigest()
         self.login_path = settings.base_url + "login"
         self.page_paths: set[str] = set()  # GETs that send a browser without a login to the login page
-        self.page_prefixes: set[str] = set()
+        self.page_prefixes: tuple[str, ...] = ()
         # Proxied apps check their own forms, as jupyter-server-proxy leaves them to; the login
         # cookie's SameSite=Lax keeps other sites' POSTs from carrying it there.
-        self.xsrf_exempt_prefixes: set[str] = set()
+        self.xsrf_exempt_prefixes: tuple[str, ...] = ()
 
     # token -----------------------------------------------------------------------------
     def presented_token(self, request: web.Request) -> str | None:
@@ -92,10 +92,10 @@ class Guard:
         return bool(cookie) and hmac.compare_digest(cookie.encode(), header.encode())
 
     def is_open(self, path: str) -> bool:
-        return path in self.open_paths or any(path.startswith(p) for p in self.open_prefixes)
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     def is_page(self, path: str) -> bool:
-        return path in self.page_paths or any(path.startswith(p) for p in self.page_prefixes)
+        return path in self.page_paths or path.startswith(self.page_prefixes)
 
     # origin ----------------------------------------------------------------------------
     def origin_allowed(self, origin: str, host: str | None) -> bool:
@@ -151,7 +151,7 @@ class Guard:
             if websocket and origin is None:
                 raise Forbidden("A WebSocket authenticated by the login cookie must come from a page (no Origin header).")
             if (not websocket and request.method not in SAFE_METHODS and not self.xsrf_ok(request)
-                    and not any(request.path.startswith(p) for p in self.xsrf_exempt_prefixes)):
+                    and not request.path.startswith(self.xsrf_exempt_prefixes)):
                 raise Forbidden("XSRF check failed: a request authenticated by the login cookie must send the _xsrf "
                                 "cookie's value in an X-XSRFToken header.", "XSRF Check Failed")
         elif request.method in ("GET", "HEAD") and self.is_page(request.path) and not websocket:
