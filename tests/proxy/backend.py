@@ -10,7 +10,9 @@ import gzip
 import hashlib
 import json
 import os
+import random
 import sys
+from collections.abc import Iterator
 
 from aiohttp import WSMsgType, web
 
@@ -24,7 +26,8 @@ async def echo(request: web.Request) -> web.Response:
         size += len(chunk)
     return web.json_response({"method": request.method, "path": request.rel_url.raw_path, "query": request.query_string,
                               "headers": dict(request.headers), "size": size, "sha256": digest.hexdigest(),
-                              "pid": os.getpid()})
+                              "pid": os.getpid(), "peer": str(request.transport.get_extra_info("peername")
+                                                              if request.transport else None)})
 
 
 async def env(request: web.Request) -> web.Response:
@@ -40,6 +43,35 @@ async def big(request: web.Request) -> web.StreamResponse:
         return response
     for _ in range(mib):
         await response.write(BLOCK)
+    return response
+
+
+def pseudo_random_blocks(mib: int, seed: int) -> Iterator[bytes]:
+    """Bytes that never repeat at any offset a proxy's buffers could slip by (unlike BLOCK)."""
+    generator = random.Random(seed)
+    for _ in range(mib):
+        yield generator.randbytes(1 << 20)
+
+
+async def random_bytes(request: web.Request) -> web.StreamResponse:
+    mib, seed = int(request.query.get("mib", "1")), int(request.query.get("seed", "0"))
+    response = web.StreamResponse(headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"})
+    await response.prepare(request)
+    for block in pseudo_random_blocks(mib, seed):
+        await response.write(block)
+    return response
+
+
+async def cut(request: web.Request) -> web.StreamResponse:
+    """Promises mib MiB, sends half, and closes the connection: a backend dying mid-body."""
+    mib = int(request.query.get("mib", "8"))
+    response = web.StreamResponse(headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"})
+    await response.prepare(request)
+    for _ in range(mib // 2):
+        await response.write(BLOCK)
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.close()
     return response
 
 
@@ -101,6 +133,8 @@ def app() -> web.Application:
     application.router.add_route("*", "/echo/{tail:.*}", echo)
     application.router.add_route("*", "/{prefix:.*}/echo", echo)
     application.router.add_get("/big", big)
+    application.router.add_get("/random", random_bytes)
+    application.router.add_get("/cut", cut)
     application.router.add_get("/env", env)
     application.router.add_get("/sse", sse)
     application.router.add_get("/gzip", gzipped)

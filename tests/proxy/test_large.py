@@ -1,9 +1,12 @@
-"""A 1 GB download and a 500 MB upload through the proxy: byte-exact, and Portico's memory stays flat."""
+"""Large bodies through the proxy: a 1 GB download and a 500 MB upload byte-exact with Portico's
+memory flat; a slow reader, a backend dying mid-body and a client leaving mid-download."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import random
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -66,3 +69,66 @@ async def test_large_bodies_stream_both_ways(http: aiohttp.ClientSession, server
     grown = peak_rss_mib(server) - before
     print(f"peak RSS {before:.0f} MiB before, grew by {grown:.1f} MiB")
     assert grown < 50, f"Portico's peak RSS grew by {grown:.0f} MiB"
+
+
+def random_digest(mib: int, seed: int) -> str:
+    """What backend.py's /random sends: bytes that never repeat, so a slipped buffer shows."""
+    generator, digest = random.Random(seed), hashlib.sha256()
+    for _ in range(mib):
+        digest.update(generator.randbytes(1 << 20))
+    return digest.hexdigest()
+
+
+async def fetch_digest(http: aiohttp.ClientSession, server: Server, path: str, pause: float = 0) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    async with http.get(server.url + path, headers=server.headers) as r:
+        assert r.status == 200
+        while chunk := await r.content.read(256 << 10):
+            digest.update(chunk)
+            size += len(chunk)
+            if pause:
+                await asyncio.sleep(pause)
+    return size, digest.hexdigest()
+
+
+async def test_a_slow_reader_gets_every_byte_in_order(http: aiohttp.ClientSession, server: Server) -> None:
+    """The client lags far behind the backend: the backend is paused, and no buffer the client's
+    transport still holds is written over."""
+    size, digest = await fetch_digest(http, server, "app/random?mib=48&seed=7", pause=0.002)
+    assert size == 48 << 20 and digest == random_digest(48, 7)
+
+
+async def test_the_backend_connection_is_reused_after_a_relayed_body(http: aiohttp.ClientSession, server: Server) -> None:
+    async with http.get(server.url + "app/echo", headers=server.headers) as r:
+        before = (await r.json())["peer"]
+    for seed in (1, 2):
+        assert await fetch_digest(http, server, f"app/random?mib=3&seed={seed}") == (3 << 20, random_digest(3, seed))
+    async with http.get(server.url + "app/echo", headers=server.headers) as r:
+        assert r.status == 200 and (await r.json())["peer"] == before  # the same kept-alive connection
+
+
+async def test_a_backend_dying_mid_body_cuts_only_that_response_short(http: aiohttp.ClientSession, server: Server) -> None:
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with http.get(server.url + "app/cut?mib=8", headers=server.headers) as r:
+            assert r.status == 200 and r.headers["Content-Length"] == str(8 << 20)
+            await r.read()
+    assert await fetch_digest(http, server, "app/random?mib=2&seed=3") == (2 << 20, random_digest(2, 3))
+
+
+async def test_a_client_leaving_mid_download_leaves_the_server_serving(http: aiohttp.ClientSession,
+                                                                      server: Server) -> None:
+    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    for leave in ("at once", "after lagging"):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /app/random?mib=256&seed=4 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     f"Authorization: token {server.token}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        await reader.readexactly(1 << 20)
+        if leave == "after lagging":
+            await asyncio.sleep(0.5)  # the relay has paused the backend for this client by now
+        writer.transport.abort()
+        for _ in range(3):  # no pooled connection is left mid-body
+            async with http.get(server.url + "app/echo", headers=server.headers) as r:
+                assert r.status == 200 and (await r.json())["method"] == "GET"
+    assert await fetch_digest(http, server, "app/random?mib=2&seed=5") == (2 << 20, random_digest(2, 5))
