@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +100,31 @@ async def server_proxy(http: aiohttp.ClientSession, warm: bool = True) -> Endpoi
     return endpoint
 
 
+async def plain_relay(http: aiohttp.ClientSession) -> Endpoint:
+    """The app behind bench/relay.py: what a Python proxy can do at best, for the download."""
+    app = await direct(http)
+    port = servers.free_port()
+    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay.py")), str(port), app.url.split(":")[2].strip("/")],
+                             preexec_fn=servers._die_with_parent)
+
+    def stop() -> None:
+        relay.terminate()
+        relay.wait(10)
+        app.stop()
+
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.01)
+    return Endpoint(f"http://127.0.0.1:{port}/", {}, None, stop)
+
+
 STARTERS: dict[str, Callable[..., Awaitable[Endpoint]]] = {
-    "direct": direct, "Portico": portico, "jupyter-server-proxy": server_proxy}
+    "direct": direct, "Portico": portico, "jupyter-server-proxy": server_proxy, "plain relay": plain_relay}
 
 
 # scenarios -----------------------------------------------------------------------------------
@@ -110,60 +133,78 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def small_get(http: aiohttp.ClientSession, e: Endpoint, n: int, concurrency: int = 16) -> dict[str, float]:
-    for _ in range(50):
-        async with http.get(e.url, headers=e.headers) as r:
-            await r.read()
-    times: list[float] = []
-    failures = 0
-    todo = iter(range(n))
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = 0 end
+function response(status, headers, body)
+  if status ~= 200 or body ~= "root" then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local failed = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  for _, thread in ipairs(threads) do failed = failed + thread:get("bad") end
+  io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.duration, failed,
+                         latency:percentile(50), latency:percentile(99)))
+end
+"""
 
-    async def client() -> None:
-        nonlocal failures
-        for _ in todo:
-            t0 = time.perf_counter()
-            async with http.get(e.url, headers=e.headers) as r:
-                if r.status != 200 or await r.read() != b"root":
-                    failures += 1
-            times.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    return {"requests/s": n / elapsed, "p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000,
-            "failed": failures}
+async def wrk(e: Endpoint, seconds: float, concurrency: int) -> dict[str, float]:
+    """Debian's wrk against the app's root: requests/s, p50 and p99, and answers that weren't 200 "root"."""
+    script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "check.lua"
+    script.write_text(WRK_SCRIPT)
+    headers = [arg for name, value in e.headers.items() for arg in ("-H", f"{name}: {value}")]
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), *headers, e.url,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    line = next((l for l in out.decode().splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {out.decode()[-500:]} {err.decode()[-500:]}")
+    requests, duration_us, failed, p50_us, p99_us = (int(x) for x in line.split()[1:])
+    return {"requests/s": requests / (duration_us / 1e6), "p50 ms": p50_us / 1000, "p99 ms": p99_us / 1000,
+            "failed": failed}
+
+
+async def small_get(http: aiohttp.ClientSession, e: Endpoint, seconds: float, concurrency: int = 16) -> dict[str, float]:
+    await wrk(e, 1, concurrency)  # connections made, backends warm
+    return await wrk(e, seconds, concurrency)
+
+
+async def curl(e: Endpoint, path: str, *args: str) -> tuple[str, int, int, float]:
+    """curl's answer body, status, bytes downloaded and total seconds."""
+    headers = [arg for name, value in e.headers.items() for arg in ("-H", f"{name}: {value}")]
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-w", "\\n%{http_code} %{size_download} %{time_total}", *headers, *args, e.url + path,
+        stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    body, _, summary = out.decode("latin-1").rpartition("\n")
+    code, size, seconds = summary.split()
+    return body, int(code), int(size), float(seconds)
 
 
 async def download(http: aiohttp.ClientSession, e: Endpoint, mib: int = 200) -> dict[str, float]:
-    t0 = time.perf_counter()
-    size, ok = 0, True
-    try:
-        async with http.get(e.url + f"big?mib={mib}", headers=e.headers) as r:
-            ok = r.status == 200
-            async for chunk in r.content.iter_chunked(1 << 20):
-                size += len(chunk)
-    except aiohttp.ClientError:
-        ok = False
-    elapsed = time.perf_counter() - t0
-    ok = ok and size == mib * len(BLOCK)
+    _, code, size, elapsed = await curl(e, f"big?mib={mib}", "-o", "/dev/null")
+    ok = code == 200 and size == mib * len(BLOCK)
     peak = e.server.rss_kib("VmHWM") / 1024 if e.server else float("nan")
     return {"MB/s": size / elapsed / 1e6 if ok else 0.0, "complete": 1.0 if ok else 0.0, "proxy peak RSS MB": peak}
 
 
-async def upload(http: aiohttp.ClientSession, e: Endpoint, mib: int = 200) -> dict[str, float]:
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(mib):
-            yield BLOCK
+def upload_file(mib: int) -> Path:
+    path = Path(tempfile.gettempdir()) / f"portico-bench-upload-{mib}.bin"
+    if not path.exists() or path.stat().st_size != mib * len(BLOCK):
+        with open(path, "wb") as f:
+            for _ in range(mib):
+                f.write(BLOCK)
+    return path
 
-    headers = {**e.headers, "Content-Length": str(mib * len(BLOCK))}
-    t0 = time.perf_counter()
-    ok = False
+
+async def upload(http: aiohttp.ClientSession, e: Endpoint, mib: int = 200) -> dict[str, float]:
+    body, code, _, elapsed = await curl(e, "echo", "-X", "POST", "-H", "Expect:", "-T", str(upload_file(mib)))
     try:
-        async with http.post(e.url + "echo", data=body(), headers=headers) as r:
-            ok = r.status == 200 and (await r.json())["size"] == mib * len(BLOCK)
-    except (aiohttp.ClientError, ValueError):
+        ok = code == 200 and json.loads(body)["size"] == mib * len(BLOCK)
+    except (ValueError, KeyError):
         ok = False
-    elapsed = time.perf_counter() - t0
     peak = e.server.rss_kib("VmHWM") / 1024 if e.server else float("nan")
     return {"MB/s": mib * len(BLOCK) / elapsed / 1e6 if ok else 0.0, "complete": 1.0 if ok else 0.0,
             "proxy peak RSS MB": peak}
@@ -219,7 +260,7 @@ async def run_scenario(http: aiohttp.ClientSession, name: str, target: str) -> d
     e = await STARTERS[target](http)
     try:
         if name == "proxy small GET":
-            return await small_get(http, e, int(os.environ.get("BENCH_PROXY_N", 3000)))
+            return await small_get(http, e, float(os.environ.get("BENCH_PROXY_SECONDS", 5)))
         if name == "proxy download":
             return await download(http, e)
         if name == "proxy upload":

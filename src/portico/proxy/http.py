@@ -179,15 +179,13 @@ class Forwarder:
             if hdrs.CONTENT_LENGTH not in relayed and status not in (204, 304) and status >= 200:
                 response.enable_chunked_encoding()
             client = request.transport
-            if client is not None and conn.length is not None and client.get_extra_info("sslcontext") is None:
-                client.set_write_buffer_limits(high=WRITE_BUFFER)
             writer = await response.prepare(request)
             if (isinstance(writer, StreamWriter) and client is not None and conn.length is not None
                     and client.get_extra_info("sslcontext") is None and not client.is_closing()):
                 writer.send_headers()
                 relay = conn.relay(client)
                 if relay is not None:
-                    return await self._relay(response, writer, client, relay, target)
+                    return await self._relay(response, relay, target)
             try:
                 while pieces := await conn.body():
                     await response.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
@@ -202,26 +200,16 @@ class Forwarder:
         finally:
             self.lean.release(conn)
 
-    async def _relay(self, response: web.StreamResponse, writer: StreamWriter, client: asyncio.Transport,
-                     relay: BodyRelay, target: Target) -> web.StreamResponse:
-        """Wait while a BodyRelay passes a body on, letting the client drain when it lags."""
+    async def _relay(self, response: web.StreamResponse, relay: BodyRelay, target: Target) -> web.StreamResponse:
+        """Wait while a BodyRelay passes a body on."""
         try:
-            while not relay.finished and relay.error is None:
-                await relay.wake.wait()
-                if relay.paused and relay.error is None:
-                    await writer.drain()  # until the client's transport is below its low-water mark
-                    while (client.get_write_buffer_size() > client.get_write_buffer_limits()[1]
-                           and not client.is_closing()):
-                        await asyncio.sleep(0.005)  # not paused by the transport: don't read ahead of it
-                    relay.resume()
-        except (ConnectionError, OSError) as e:
-            relay.fail(e)
+            await relay.done
         except BaseException:  # cancelled (shutdown): the connection is mid-body
             relay.fail(ConnectionError("cancelled"))
             raise
         if relay.error is not None:
             log.info("proxy %s: a stream was cut short: %s", target.name, relay.error)
-            client.close()  # the client sees a body shorter than its Content-Length
+            relay.client.close()  # the client sees a body shorter than its Content-Length
             return response
         await response.write_eof()
         return response

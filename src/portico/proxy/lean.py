@@ -167,11 +167,12 @@ class BackendResponse(asyncio.Protocol):
 
 
 class BodyRelay(asyncio.BufferedProtocol):
-    """The backend's side of a body in flight: reads land in a buffer the client's transport sends.
+    """The backend's side of a body in flight: reads land in one buffer the client's transport sends.
 
-    A buffer the client's transport still holds (it keeps a reference to what it has not sent)
-    is never written to again until the transport has sent it; reading pauses while more than
-    the transport's high-water mark waits for the client.
+    Lockstep, as a blocking relay would be: when the client's transport can't send a piece at
+    once, the backend's reading pauses until the client has taken all of it (the transport still
+    refers to the buffer meanwhile), and the buffer is then reused from its start.  One buffer,
+    so it stays in the CPU's cache; the kernel's socket buffers keep both sides streaming.
     """
 
     def __init__(self, conn: BackendResponse, client: asyncio.Transport, remaining: int) -> None:
@@ -180,25 +181,17 @@ class BodyRelay(asyncio.BufferedProtocol):
         self.remaining = remaining
         self.buffer = bytearray(min(RELAY_BUFFER, remaining))
         self.view = memoryview(self.buffer)
-        self.used = 0  # bytes of the current buffer handed to the client
-        self.sent_total = 0  # bytes handed to the client's transport
-        self.held: deque[tuple[int, bytearray]] = deque()  # full buffers the transport may still hold, by end offset
-        self.spare: list[bytearray] = []
+        self.used = 0  # bytes of the buffer the client's transport may still hold
         self.paused = False
         self.error: BaseException | None = None
-        self.wake = asyncio.Event()  # finished, failed, or paused for the client
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.limits = client.get_write_buffer_limits()
+        self.inner = client.get_protocol()
+        client.set_protocol(ClientSide(self.inner, self))
+        client.set_write_buffer_limits(high=0, low=0)  # told the moment it can't send, and when it has sent all
 
-    @property
-    def finished(self) -> bool:
-        return self.remaining == 0
-
-    # asyncio.BufferedProtocol
+    # asyncio.BufferedProtocol (the backend's transport)
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.used == len(self.buffer):
-            self.held.append((self.sent_total, self.buffer))
-            self.buffer = self.spare.pop() if self.spare else bytearray(len(self.buffer))
-            self.view = memoryview(self.buffer)
-            self.used = 0
         return self.view[self.used:self.used + min(len(self.buffer) - self.used, self.remaining)]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -206,27 +199,18 @@ class BodyRelay(asyncio.BufferedProtocol):
             self.fail(ConnectionResetError("the client went away"))
             return
         self.client.write(self.view[self.used:self.used + nbytes])
-        self.used += nbytes
-        self.sent_total += nbytes
         self.remaining -= nbytes
-        waiting = self.client.get_write_buffer_size()
-        if waiting == 0:  # all sent: every buffer is free again
+        if self.client.get_write_buffer_size() == 0:
             self.used = 0
-            while self.held:
-                self.spare.append(self.held.popleft()[1])
         else:
-            while self.held and self.held[0][0] <= self.sent_total - waiting:
-                self.spare.append(self.held.popleft()[1])
-        if self.remaining == 0:
-            if self.paused:
-                self.resume()
-            self.conn.relayed()
-            self.wake.set()
-        elif waiting > self.client.get_write_buffer_limits()[1] and not self.paused:
-            self.paused = True
-            if self.conn.transport is not None:
+            self.used += nbytes
+            if not self.paused and self.conn.transport is not None:
+                self.paused = True
                 self.conn.transport.pause_reading()
-            self.wake.set()
+        if self.remaining == 0:
+            self.finish()
+        elif self.used == len(self.buffer) and not self.paused:  # cannot happen: a held buffer pauses reading
+            self.fail(RuntimeError("relay buffer exhausted"))
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows
@@ -234,22 +218,71 @@ class BodyRelay(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.remaining:
             self.fail(exc or ConnectionError(f"the backend closed the connection {self.remaining} bytes "
-                                              "before the body's end"))
+                                             "before the body's end"))
         self.conn.connection_lost(exc)
 
-    # use
-    def resume(self) -> None:
-        self.paused = False
-        self.wake.clear()
-        if self.conn.transport is not None and not self.conn.transport.is_closing():
+    # the client's transport, through ClientSide
+    def client_drained(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.used = 0
+            if self.conn.transport is not None and not self.conn.transport.is_closing():
+                self.conn.transport.resume_reading()
+
+    def client_lost(self) -> None:
+        self.fail(ConnectionResetError("the client went away"))
+
+    # ends
+    def finish(self) -> None:
+        if self.paused and self.conn.transport is not None:
+            self.paused = False
             self.conn.transport.resume_reading()
+        self.conn.relayed()
+        self._hand_back()
+        if not self.done.done():
+            self.done.set_result(None)
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
         self.conn.broken = self.conn.broken or error
-        self.wake.set()
+        self._hand_back()
+        if not self.done.done():
+            self.done.set_result(None)
         self.conn.close()
+
+    def _hand_back(self) -> None:
+        """The client's transport goes back to aiohttp as it was."""
+        if isinstance(self.client.get_protocol(), ClientSide):
+            self.client.set_protocol(self.inner)
+            if not self.client.is_closing():
+                self.client.set_write_buffer_limits(high=self.limits[1], low=self.limits[0])
+
+
+class ClientSide(asyncio.Protocol):
+    """Stands between the client's transport and aiohttp's protocol while a body is relayed,
+    passing everything on, and telling the relay when the client has taken all it was sent."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, relay: BodyRelay) -> None:
+        self.inner = inner
+        self.relay = relay
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)  # type: ignore[attr-defined]  # a pipelined request, for aiohttp
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[attr-defined,no-any-return]
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+        self.relay.client_drained()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.client_lost()
+        self.inner.connection_lost(exc)
 
 
 class LeanPool:
