@@ -298,7 +298,7 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
     "notebook (pool 1)": (NOTEBOOK_TARGETS, notebook, {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
     "proxy small GET": (PROXY_TARGETS, proxy, {"name": "proxy small GET"}, "requests/s", True),
-    "proxy download": (PROXY_TARGETS + [Target("plain relay", http=True)], proxy, {"name": "proxy download"}, "MB/s", True),
+    "proxy download": (PROXY_TARGETS + [Target("plain relay", http=True), Target("nginx", http=True)], proxy, {"name": "proxy download"}, "MB/s", True),
     "proxy upload": (PROXY_TARGETS, proxy, {"name": "proxy upload"}, "MB/s", True),
     "proxy websocket": (PROXY_TARGETS, proxy, {"name": "proxy websocket"}, "p50 ms", False),
     "proxy cold start": (PROXY_TARGETS, proxy, {"name": "proxy cold start"}, "first byte s", False),

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,8 +124,50 @@ async def plain_relay(http: aiohttp.ClientSession) -> Endpoint:
     return Endpoint(f"http://127.0.0.1:{port}/", {}, None, stop)
 
 
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body; proxy_temp_path {root}/proxy; fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
+  upstream app {{ server 127.0.0.1:{app_port}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off; proxy_buffer_size 1m; proxy_buffers 4 1m; proxy_busy_buffers_size 1m;
+    }}
+  }}
+}}
+"""
+
+
+async def nginx(http: aiohttp.ClientSession) -> Endpoint:
+    """The app behind Debian's nginx as a streaming reverse proxy (proxy_buffering off), for the download."""
+    app = await direct(http)
+    port = servers.free_port()
+    root = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=port, app_port=app.url.split(":")[2].strip("/")))
+    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(root / "nginx.conf"), "-p", str(root)], stderr=subprocess.DEVNULL,
+                            preexec_fn=servers._die_with_parent)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+        app.stop()
+
+    url = f"http://127.0.0.1:{port}/"
+    await wait_answer(http, url, {})
+    return Endpoint(url, {}, None, stop)
+
+
 STARTERS: dict[str, Callable[..., Awaitable[Endpoint]]] = {
-    "direct": direct, "Portico": portico, "jupyter-server-proxy": server_proxy, "plain relay": plain_relay}
+    "direct": direct, "Portico": portico, "jupyter-server-proxy": server_proxy, "plain relay": plain_relay,
+    "nginx": nginx}
 
 
 # scenarios -----------------------------------------------------------------------------------
