@@ -101,27 +101,27 @@ async def server_proxy(http: aiohttp.ClientSession, warm: bool = True) -> Endpoi
     return endpoint
 
 
-async def plain_relay(http: aiohttp.ClientSession) -> Endpoint:
-    """The app behind bench/relay.py: what a Python proxy can do at best, for the download."""
+async def in_front(http: aiohttp.ClientSession, command: Callable[[int, int], list[str]]) -> Endpoint:
+    """The app behind a reference proxy that command(port, app_port) starts, reached at port."""
     app = await direct(http)
     port = servers.free_port()
-    relay = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay.py")), str(port), app.url.split(":")[2].strip("/")],
-                             preexec_fn=servers._die_with_parent)
+    proc = subprocess.Popen(command(port, int(app.url.split(":")[2].strip("/"))), stderr=subprocess.DEVNULL,
+                            preexec_fn=servers._die_with_parent)
 
     def stop() -> None:
-        relay.terminate()
-        relay.wait(10)
+        proc.terminate()
+        proc.wait(10)
         app.stop()
 
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.01)
-    return Endpoint(f"http://127.0.0.1:{port}/", {}, None, stop)
+    url = f"http://127.0.0.1:{port}/"
+    await wait_answer(http, url, {})
+    return Endpoint(url, {}, None, stop)
+
+
+async def plain_relay(http: aiohttp.ClientSession) -> Endpoint:
+    """The app behind bench/relay.py: what a Python proxy can do at best, for the download."""
+    return await in_front(http, lambda port, app_port: [sys.executable, str(Path(__file__).with_name("relay.py")),
+                                                         str(port), str(app_port)])
 
 
 NGINX_CONF = """
@@ -148,21 +148,12 @@ http {{
 
 async def nginx(http: aiohttp.ClientSession) -> Endpoint:
     """The app behind Debian's nginx as a streaming reverse proxy (proxy_buffering off), for the download."""
-    app = await direct(http)
-    port = servers.free_port()
-    root = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
-    (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=port, app_port=app.url.split(":")[2].strip("/")))
-    proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(root / "nginx.conf"), "-p", str(root)], stderr=subprocess.DEVNULL,
-                            preexec_fn=servers._die_with_parent)
+    def command(port: int, app_port: int) -> list[str]:
+        root = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=port, app_port=app_port))
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(root / "nginx.conf"), "-p", str(root)]
 
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-        app.stop()
-
-    url = f"http://127.0.0.1:{port}/"
-    await wait_answer(http, url, {})
-    return Endpoint(url, {}, None, stop)
+    return await in_front(http, command)
 
 
 STARTERS: dict[str, Callable[..., Awaitable[Endpoint]]] = {
@@ -192,13 +183,17 @@ end
 """
 
 
+def header_args(e: Endpoint) -> list[str]:
+    """The endpoint's headers as wrk's and curl's -H arguments."""
+    return [arg for name, value in e.headers.items() for arg in ("-H", f"{name}: {value}")]
+
+
 async def wrk(e: Endpoint, seconds: float, concurrency: int) -> dict[str, float]:
     """Debian's wrk against the app's root: requests/s, p50 and p99, and answers that weren't 200 "root"."""
     script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "check.lua"
     script.write_text(WRK_SCRIPT)
-    headers = [arg for name, value in e.headers.items() for arg in ("-H", f"{name}: {value}")]
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), *headers, e.url,
+        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), *header_args(e), e.url,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await proc.communicate()
     line = next((l for l in out.decode().splitlines() if l.startswith("RESULT ")), None)
@@ -216,9 +211,8 @@ async def small_get(http: aiohttp.ClientSession, e: Endpoint, seconds: float, co
 
 async def curl(e: Endpoint, path: str, *args: str) -> tuple[str, int, int, float]:
     """curl's answer body, status, bytes downloaded and total seconds."""
-    headers = [arg for name, value in e.headers.items() for arg in ("-H", f"{name}: {value}")]
     proc = await asyncio.create_subprocess_exec(
-        "curl", "-s", "-w", "\\n%{http_code} %{size_download} %{time_total}", *headers, *args, e.url + path,
+        "curl", "-s", "-w", "\\n%{http_code} %{size_download} %{time_total}", *header_args(e), *args, e.url + path,
         stdout=subprocess.PIPE)
     out, _ = await proc.communicate()
     body, _, summary = out.decode("latin-1").rpartition("\n")

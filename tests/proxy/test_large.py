@@ -7,6 +7,8 @@ import asyncio
 import hashlib
 import json
 import random
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -132,3 +134,25 @@ async def test_a_client_leaving_mid_download_leaves_the_server_serving(http: aio
             async with http.get(server.url + "app/echo", headers=server.headers) as r:
                 assert r.status == 200 and (await r.json())["method"] == "GET"
     assert await fetch_digest(http, server, "app/random?mib=2&seed=5") == (2 << 20, random_digest(2, 5))
+
+
+async def test_a_download_over_tls_is_streamed_byte_exact(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """Under TLS the client's transport encrypts later what it is given, so the body takes the
+    streamed path instead of the relay; it must arrive whole all the same."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    servers = json.dumps({"app": {"command": [sys.executable, BACKEND, "--port", "{port}"], "timeout": 20}})
+    srv = start_server("--servers", servers, "--certfile", str(cert), "--keyfile", str(key), "--log-level", "warning")
+    try:
+        digest, size = hashlib.sha256(), 0
+        async with http.get(srv.url + "app/random?mib=8&seed=6", headers=srv.headers,
+                            ssl=ssl.create_default_context(cafile=str(cert))) as r:
+            assert r.status == 200
+            async for chunk in r.content.iter_chunked(256 << 10):
+                digest.update(chunk)
+                size += len(chunk)
+        assert (size, digest.hexdigest()) == (8 << 20, random_digest(8, 6))
+    finally:
+        srv.stop()

@@ -171,8 +171,9 @@ class BodyRelay(asyncio.BufferedProtocol):
 
     Lockstep, as a blocking relay would be: when the client's transport can't send a piece at
     once, the backend's reading pauses until the client has taken all of it (the transport still
-    refers to the buffer meanwhile), and the buffer is then reused from its start.  One buffer,
-    so it stays in the CPU's cache; the kernel's socket buffers keep both sides streaming.
+    refers to the buffer meanwhile; a paused transport reads nothing into it), and the buffer is
+    then read into again.  One buffer, so it stays in the CPU's cache; the kernel's socket
+    buffers keep both sides streaming.
     """
 
     def __init__(self, conn: BackendResponse, client: asyncio.Transport, remaining: int) -> None:
@@ -181,7 +182,6 @@ class BodyRelay(asyncio.BufferedProtocol):
         self.remaining = remaining
         self.buffer = bytearray(min(RELAY_BUFFER, remaining))
         self.view = memoryview(self.buffer)
-        self.used = 0  # bytes of the buffer the client's transport may still hold
         self.paused = False
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -192,25 +192,19 @@ class BodyRelay(asyncio.BufferedProtocol):
 
     # asyncio.BufferedProtocol (the backend's transport)
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view[self.used:self.used + min(len(self.buffer) - self.used, self.remaining)]
+        return self.view[:min(len(self.buffer), self.remaining)]
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.client.is_closing():
             self.fail(ConnectionResetError("the client went away"))
             return
-        self.client.write(self.view[self.used:self.used + nbytes])
+        self.client.write(self.view[:nbytes])
         self.remaining -= nbytes
-        if self.client.get_write_buffer_size() == 0:
-            self.used = 0
-        else:
-            self.used += nbytes
-            if not self.paused and self.conn.transport is not None:
-                self.paused = True
-                self.conn.transport.pause_reading()
+        if self.client.get_write_buffer_size() and not self.paused and self.conn.transport is not None:
+            self.paused = True  # the transport holds part of the buffer: read nothing into it until it is sent
+            self.conn.transport.pause_reading()
         if self.remaining == 0:
             self.finish()
-        elif self.used == len(self.buffer) and not self.paused:  # cannot happen: a held buffer pauses reading
-            self.fail(RuntimeError("relay buffer exhausted"))
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows
@@ -225,7 +219,6 @@ class BodyRelay(asyncio.BufferedProtocol):
     def client_drained(self) -> None:
         if self.paused:
             self.paused = False
-            self.used = 0
             if self.conn.transport is not None and not self.conn.transport.is_closing():
                 self.conn.transport.resume_reading()
 
