@@ -180,3 +180,13 @@ async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, tr
     if transport == "ipc":
         assert len(sockets) == 5 and Path(connection_file).parent.name.startswith("portico-")
         assert not Path(connection_file).parent.exists(), "the ipc directory is removed at shutdown"
+
+
+def test_ipykernel_command_lines_start_through_the_boot_script() -> None:
+    from portico.kernels.manager import BOOT_SCRIPT, with_iopub_hwm
+
+    cmd = ["/venv/bin/python", "-m", "ipykernel_launcher", "-f", "/tmp/k.json"]
+    assert with_iopub_hwm(cmd, 0) == ["/venv/bin/python", BOOT_SCRIPT, "0", "-f", "/tmp/k.json"]
+    assert with_iopub_hwm(["python3", "-m", "ipykernel", "-f", "c.json"], 7)[1:3] == [BOOT_SCRIPT, "7"]
+    other = ["/usr/bin/R", "--slave", "-e", "IRkernel::main()", "--args", "c.json"]
+    assert with_iopub_hwm(other, 0) == other

@@ -35,6 +35,28 @@ START_ATTEMPTS = 3  # a kernel process that dies while starting is started again
 STARTUP_POLL = 0.1  # seconds between checks that a starting kernel's process is still there
 
 
+BOOT_SCRIPT = str(Path(__file__).with_name("ipykernel_boot.py"))
+IPYKERNEL_MODULES = ("ipykernel_launcher", "ipykernel")
+
+
+def with_iopub_hwm(cmd: list[str], hwm: int) -> list[str]:
+    """An ipykernel command line (`python -m ipykernel_launcher ...`) made to start through
+    ipykernel_boot.py, which gives the kernel's iopub socket the high-water mark hwm; any
+    other command as it is."""
+    if len(cmd) >= 3 and cmd[1] == "-m" and cmd[2] in IPYKERNEL_MODULES:
+        return [cmd[0], BOOT_SCRIPT, str(hwm), *cmd[3:]]
+    return cmd
+
+
+class KernelManager(AsyncKernelManager):
+    """jupyter_client's manager, starting ipykernel kernels whose iopub never drops below iopub_hwm."""
+
+    iopub_hwm = 0
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        return with_iopub_hwm(super().format_kernel_cmd(extra_arguments), self.iopub_hwm)
+
+
 class KernelExited(Exception):
     """The kernel process ended before it answered."""
 
@@ -244,8 +266,9 @@ class Kernels:
         options: dict[str, Any] = {"transport": self.settings.kernel_transport}
         if self.settings.kernel_transport == "ipc":
             options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
-        km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
-                                context=self.context, **options)
+        km = KernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
+                           context=self.context, **options)
+        km.iopub_hwm = self.settings.kernel_iopub_hwm
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
         kernel = Kernel(kernel_id, name, km, seed=seed)
         try:

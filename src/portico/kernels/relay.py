@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -35,6 +36,10 @@ CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
 FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
+# jupyter_client numbers every message a kernel's session sends: msg_id is "<session>_<pid>_<n>"
+MSG_NUMBER = re.compile(rb'"msg_id"\s*:\s*"([^"]+)_([0-9]+)"')
+NUMBERING_SLACK = 8  # numbers an iopub gap may skip (replies on other channels arriving late) before it is a loss
+
 Stats = Counter[tuple[str, str]]  # (channel, "to_kernel" | "from_kernel") -> messages
 
 
@@ -44,6 +49,33 @@ class RelayOptions:
     journal_bytes: int
     journal_age: float
     rate_limit: tuple[float, float, float] | None  # (msgs/s, bytes/s, window) when limit_rate is on
+
+
+class Numbering:
+    """Finds holes in a kernel's iopub from the numbers jupyter_client puts in every msg_id.
+
+    One counter numbers all of a kernel session's messages, on every channel; so a hole between
+    two iopub messages that replies seen on other channels do not fill is iopub lost before it
+    reached Portico (a PUB socket at its high-water mark drops, and says nothing).
+    """
+
+    def __init__(self) -> None:
+        self.others = 0  # messages from the kernel on shell, control and stdin
+        self._session = b""
+        self._last = 0
+        self._others_then = 0
+
+    def lost_before(self, header: bytes) -> int:
+        """How many messages are missing just before this iopub message (0 when none, or unknown)."""
+        m = MSG_NUMBER.search(header)
+        if m is None:
+            return 0
+        session, number = m.group(1), int(m.group(2))
+        lost = 0
+        if session == self._session:
+            lost = number - self._last - 1 - (self.others - self._others_then)
+        self._session, self._last, self._others_then = session, number, self.others
+        return lost if lost > NUMBERING_SLACK else 0
 
 
 class Client:
@@ -189,6 +221,7 @@ class KernelRelay:
         self.last_activity = time.time()
         self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
         self.taps: dict[str, Callable[[list[bytes]], None]] = {}  # parent msg_id -> observer of its iopub
+        self.numbering = Numbering()
         self._iopub = self.connect(zmq.SUB, "iopub")
         self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self._task = asyncio.create_task(self._fan_out())
@@ -216,6 +249,8 @@ class KernelRelay:
             log.warning("dropped a %s message with a bad signature", channel)
             return None
         self.stats[channel, "from_kernel"] += 1
+        if channel != "iopub":
+            self.numbering.others += 1
         self.last_activity = time.time()
         return parts
 
@@ -250,9 +285,22 @@ class KernelRelay:
                     tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
                     if tap is not None:
                         tap(parts)
+                lost = self.numbering.lost_before(parts[0])
+                if lost:
+                    self._tell_lost(lost, parts)
                 self.broadcast(parts)
             except Exception:  # one bad message must not stop the kernel's output
                 log.exception("failed to relay an iopub message")
+
+    def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
+        """Every client is told, in the output of the request the gap ended in, how much is missing."""
+        log.warning("%d iopub messages from a kernel never reached Portico (the kernel's iopub queue was full)",
+                    lost)
+        text = (f"[Portico] {lost} output messages from the kernel were lost before they reached Portico: the "
+                "kernel's iopub queue overflowed while Portico was not reading (see kernel_iopub_hwm).\n")
+        parent = orjson.loads(parts[1]) if parts[1] != b"{}" else None
+        built = wire.build("stream", {"name": "stderr", "text": text}, parent)
+        self.broadcast([built.parts[0], built.parts[1], orjson.dumps({"portico_lost": lost}), built.parts[3]])
 
     def broadcast(self, parts: list[bytes]) -> None:
         seq = self.journal.append(parts)
