@@ -74,7 +74,7 @@ class Settings:
     kernel_iopub_hwm: int = _opt(0, "Messages an ipykernel kernel started by Portico holds on iopub while Portico is not reading; past it the kernel drops (and Portico says how many). 0: no limit, only the kernel's memory.", minimum=0)
     kernel_start_timeout: float = _opt(60.0, "Seconds a new kernel has to answer kernel_info.", minimum=1)
     kernel_shutdown_wait: float = _opt(3.0, "Seconds a kernel has to exit after a shutdown request before it is killed.", minimum=0)
-    kernel_poll_interval: float = _opt(1.0, "Seconds between checks that each kernel process is alive.", minimum=0.05)
+    kernel_poll_interval: float = _opt(1.0, "Seconds between checks that a kernel without a local process is alive (a local kernel's exit is seen at once, through a pidfd).", minimum=0.05)
     autorestart: bool = _opt(True, "Restart a kernel that dies.")
     restart_limit: int = _opt(5, "Automatic restarts of one kernel before it is left dead.", minimum=0)
     cull_idle_timeout: float = _opt(0.0, "Shut down kernels idle this many seconds; 0 turns culling off.", minimum=0)
@@ -121,7 +121,7 @@ class Settings:
     # contents and the browser page
     page: bool = _opt(True, "Serve the browser page (launcher and notebook) at the base URL, and its login.")
     autosave_interval: float = _opt(30.0, "Seconds between the notebook page's saves of unsaved changes; 0 turns autosave off.", minimum=0)
-    contents_allow_hidden: bool = _opt(False, "Let the contents API list and open hidden files (names starting with a dot).")
+    contents_allow_hidden: bool = _opt(False, "Let the contents API list and open hidden files (names starting with a dot), and kernels and sessions start in hidden directories.")
     # logging
     log_level: str = _opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
     log_format: str = _opt("text", "Log line format.", choices=("text", "json"))

@@ -242,7 +242,7 @@ def stalled_websocket(srv: Server, kid: str) -> socket.socket:
 
 
 async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--client-buffer-limit", "200000", "--journal-max-bytes", "2000000")
+    srv = start_server("--client-buffer-limit", "200000", "--journal-max-bytes", "4000000")
     stalled: socket.socket | None = None
     try:
         kid = await start_kernel(http, srv)

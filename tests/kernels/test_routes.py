@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from portico_testing import KernelClient, Server, start_kernel, stdout_of
 
@@ -98,6 +99,23 @@ async def test_bad_requests_get_clear_json_errors(http: aiohttp.ClientSession, s
             assert (await r.json())["message"]
     async with http.put(server.url + "api/kernels", headers=server.headers) as r:
         assert r.status == 405 and "message" in await r.json()
+
+
+@pytest.mark.parametrize("route", ["api/kernels", "api/sessions"])
+async def test_every_path_field_follows_the_one_confinement_rule(http: aiohttp.ClientSession, server: Server,
+                                                                 route: str) -> None:
+    """NUL is a 400 naming the field (it was a 500), '..' a 403 even inside the root, a hidden
+    name a 404: the same rules as the contents API."""
+    cases = [("a\u0000b", 400, "path may not contain NUL"), ("sub/../sub", 403, "'..'"), ("../x", 403, "'..'"),
+             (".hidden/nb.ipynb", 404, "No such file"), (7, 400, "path must be a string")]
+    for path, status, words in cases:
+        body = {"path": path, "type": "notebook"} if route == "api/sessions" else {"path": path}
+        async with http.post(server.url + route, json=body, headers=server.headers) as r:
+            err = await r.json()
+            assert (r.status, set(err)) == (status, {"message", "reason"}), (path, err)
+            assert words in err["message"], (path, err)
+    async with http.get(server.url + "api/contents/a%00b", headers=server.headers) as r:
+        assert r.status == 400 and "NUL" in (await r.json())["message"]
 
 
 async def test_oversized_body_is_413(http: aiohttp.ClientSession, root_dir: Path) -> None:

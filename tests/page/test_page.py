@@ -394,3 +394,27 @@ async def test_an_edit_made_while_a_cell_waits_to_run_is_kept(context: BrowserCo
     await expect(cells.nth(1).locator(".cm-content")).to_have_text("print('ran')  # edited while queued")
     await expect(other.locator(".cell").nth(1).locator(".cm-content")).to_have_text("print('ran')")  # what ran
     assert errors == []
+
+
+async def test_the_journal_position_is_kept_per_kernel(context: BrowserContext, srv: Server, root: Path) -> None:
+    """A second kernel's channels open at its own journal's start (since=now), never at the
+    number the first kernel's journal had reached (its messages would be dropped as repeats)."""
+    write_notebook(root, "two.ipynb", [{"source": "for i in range(5): print(i)"}])
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "two.ipynb", errors)
+    await page.locator(".cell .cm-content").first.click()
+    await page.keyboard.press("Shift+Enter")
+    await expect(page.locator(".cell").first.locator(".output")).to_have_text("0\n1\n2\n3\n4\n")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    other = await page.evaluate("""async () => {
+        const kernel = await window.portico.notebook.server.kernels.startNew();
+        await kernel.info;
+        const id = kernel.id;
+        await kernel.shutdown();
+        return id;
+    }""")
+    urls = [u for u in sockets if f"/api/kernels/{other}/channels" in u]
+    assert urls and all("since=now" in u for u in urls), urls
+    assert [e for e in errors if "WebSocket" not in e] == []

@@ -178,7 +178,7 @@ class Notebook {
     this.metadata.kernelspec = { name: kernel.name, display_name: spec ? spec.display_name : kernel.name, language: spec ? spec.language : this.language };
     kernel.statusChanged.connect((_, status) => this.showStatus());
     kernel.connectionStatusChanged.connect((_, status) => this.connectionChanged(status));
-    kernel.iopubMessage.connect((_, msg) => this.onIOPub(msg));
+    kernel.iopubMessage.connect((_, msg) => this.onIOPub(kernel.id, msg));
     this.session.kernelChanged.connect(() => this.showStatus());
     this.showStatus();
     kernel.info.then(info => { this.metadata.language_info = info.language_info; }).catch(() => {});
@@ -212,8 +212,8 @@ class Notebook {
     if (hideAfter) this.bannerTimer = setTimeout(() => { this.banner.hidden = true; }, hideAfter);
   }
 
-  onIOPub(msg) {
-    if (journal.seen(msg)) return;  // already handled before a reconnection
+  onIOPub(kernelId, msg) {
+    if (journal.seen(kernelId, msg)) return;  // already handled before a reconnection
     const type = msg.header.msg_type;
     if (type === 'update_display_data') {
       for (const cell of this.cells) cell.outputs.update(msg.content.transient.display_id, msg.content.data, msg.content.metadata);

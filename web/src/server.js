@@ -4,16 +4,20 @@ import {
   ContentsManager, KernelManager, KernelSpecManager, ServerConnection, SessionManager,
 } from '@jupyterlab/services';
 
-// Portico's output journal: the kernel WebSocket is opened with ?since=now, so every iopub message
+// Portico's output journal: a kernel WebSocket is opened with ?since=now, so every iopub message
 // carries its number (metadata.portico_seq), and reopened after a drop with ?since=<last number
 // handled>, so nothing sent meanwhile, or lost in flight, is missed. journal.seen() drops repeats.
+// Numbers belong to one kernel's journal: the position is kept per kernel id.
+const CHANNELS = /\/api\/kernels\/([^/]+)\/channels$/;
+
 export const journal = {
-  last: null,
-  seen(msg) {
+  last: new Map(),  // kernel id -> the last number handled
+  seen(kernelId, msg) {
     const seq = msg.metadata && msg.metadata.portico_seq;
     if (typeof seq !== 'number') return false;
-    if (this.last !== null && seq <= this.last) return true;
-    this.last = seq;
+    const last = this.last.get(kernelId);
+    if (last !== undefined && seq <= last) return true;
+    this.last.set(kernelId, seq);
     return false;
   },
 };
@@ -21,8 +25,10 @@ export const journal = {
 class JournalWebSocket extends WebSocket {
   constructor(url, protocols) {
     const withSince = new URL(url);
-    if (/\/api\/kernels\/[^/]+\/channels$/.test(withSince.pathname)) {
-      withSince.searchParams.set('since', journal.last === null ? 'now' : String(journal.last));
+    const match = CHANNELS.exec(withSince.pathname);
+    if (match) {
+      const last = journal.last.get(decodeURIComponent(match[1]));
+      withSince.searchParams.set('since', last === undefined ? 'now' : String(last));
     }
     super(withSince.href, protocols);
   }

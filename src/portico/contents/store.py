@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..kernels.manager import iso
 from ..web.errors import BadRequest, Conflict, Forbidden, NotFound
 
@@ -78,30 +79,17 @@ class Store:
     # paths ---------------------------------------------------------------------------------
     @staticmethod
     def clean(api_path: str) -> str:
-        """The API form of a path: no leading or trailing slash, no empty or '.' segments."""
-        parts = [p for p in api_path.replace("\\", "/").split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise Forbidden(f"Path {api_path!r} leaves the root directory.")
-        if any("\0" in p for p in parts):
-            raise BadRequest("A path may not contain NUL.")
-        return "/".join(parts)
+        return paths.clean(api_path)
 
     def resolve(self, api_path: str, *, must_exist: bool = True) -> Path:
         """The file system path of an API path, confined to the root (symlinks followed and checked)."""
-        clean = self.clean(api_path)
-        if not self.allow_hidden and any(p.startswith(".") for p in clean.split("/") if p):
-            raise NotFound(f"No such file or directory: {clean}")
-        target = self.root / clean if clean else self.root
-        if not self._inside(target):
-            raise Forbidden(f"Path {clean!r} leads outside the root directory.")
+        target = paths.confine(self.root, api_path, hidden=self.allow_hidden)
         if must_exist and not target.exists():
-            raise NotFound(f"No such file or directory: {clean}")
+            raise NotFound(f"No such file or directory: {self.api_path(target)}")
         return target
 
     def _inside(self, path: Path) -> bool:
-        """Whether path, its symlinks followed, is the root or under it."""
-        real = Path(os.path.realpath(path))
-        return real == self.root or self.root in real.parents
+        return paths.inside(self.root, path)
 
     def api_path(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() if path != self.root else ""

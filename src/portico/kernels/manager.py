@@ -22,6 +22,7 @@ import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
 from ..environment import inherited, without_secrets
+from ..paths import confine
 from ..settings import Settings
 from ..web.errors import BadRequest, Conflict, Forbidden, LimitReached, NotFound, Unavailable
 from .pool import Pool
@@ -37,6 +38,7 @@ STARTUP_POLL = 0.1  # seconds between checks that a starting kernel's process is
 
 BOOT_SCRIPT = str(Path(__file__).with_name("ipykernel_boot.py"))
 IPYKERNEL_MODULES = ("ipykernel_launcher", "ipykernel")
+SUBSCRIBER_HWM = 1000  # iopub messages Portico's subscription queues from a kernel that holds the rest
 
 
 def with_iopub_hwm(cmd: list[str], hwm: int) -> list[str]:
@@ -52,9 +54,13 @@ class KernelManager(AsyncKernelManager):
     """jupyter_client's manager, starting ipykernel kernels whose iopub never drops below iopub_hwm."""
 
     iopub_hwm = 0
+    holds_iopub = False  # the kernel started through ipykernel_boot.py: it keeps what Portico has not read
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return with_iopub_hwm(super().format_kernel_cmd(extra_arguments), self.iopub_hwm)
+        plain = super().format_kernel_cmd(extra_arguments)
+        cmd = with_iopub_hwm(plain, self.iopub_hwm)
+        self.holds_iopub = cmd is not plain
+        return cmd
 
 
 class KernelExited(Exception):
@@ -148,12 +154,8 @@ class Kernels:
         """The directory for `path` (a notebook or a directory), confined to root_dir."""
         if path is None or path == "":
             return self.settings.root_dir
-        if not isinstance(path, str):
-            raise BadRequest("path must be a string relative to the server's root directory.")
-        root = Path(self.settings.root_dir)
-        target = (root / path.lstrip("/")).resolve()
-        if target != root and root not in target.parents:
-            raise Forbidden(f"path {path!r} is outside the server's root directory.")
+        root = Path(self.settings.root_dir).resolve()
+        target = confine(root, path, hidden=self.settings.contents_allow_hidden)
         while not target.is_dir() and target != root:
             target = target.parent
         return str(target)
@@ -280,8 +282,8 @@ class Kernels:
                 raise
             log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, e)
             raise Unavailable(f"Kernel {name!r} failed to start: {e}", "Kernel Failed") from None
-        kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats,
-                                   relay_options, kernel.set_state)
+        kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats, relay_options,
+                                   kernel.set_state, iopub_hwm=SUBSCRIBER_HWM if km.holds_iopub else 0)
         try:
             await self._ready(kernel)
         except KernelExited:
@@ -332,25 +334,53 @@ class Kernels:
     async def _watch(self, kernel: Kernel) -> None:
         """Notice a kernel process that died; restart it or mark it dead."""
         while kernel.execution_state != "dead":
-            await asyncio.sleep(self.settings.kernel_poll_interval)
+            await self._exit_of(kernel)
             async with kernel.lock:
                 if kernel.id not in self.kernels or await kernel.km.is_alive():
                     continue
                 await self._on_death(kernel)
 
+    async def _exit_of(self, kernel: Kernel) -> None:
+        """Returns when the kernel's process has exited: at once, through a pidfd, for a local
+        process; after kernel_poll_interval for a kernel with none (its provisioner is asked)."""
+        process: Any = getattr(kernel.km.provisioner, "process", None)
+        pid = getattr(process, "pid", None)
+        if pid is None or not hasattr(os, "pidfd_open"):
+            await asyncio.sleep(self.settings.kernel_poll_interval)
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # already reaped: it exited
+            return
+        try:
+            if process.returncode is not None:  # reaped before the pidfd opened: the pid may be reused
+                return
+            exited, loop = asyncio.Event(), asyncio.get_running_loop()
+            loop.add_reader(fd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            os.close(fd)
+
     async def _on_death(self, kernel: Kernel) -> None:
-        assert kernel.relay is not None
+        """Restart a kernel that died, holding what its clients send until the new one is ready."""
+        relay = kernel.relay
+        assert relay is not None
         code = await kernel.km.provisioner.poll() if kernel.km.provisioner else None
+        relay.hold()
         if self.settings.autorestart and kernel.restarts < self.settings.restart_limit:
             kernel.restarts += 1
             log.warning("kernel %s died (exit code %s); restarting (%d of %d)", kernel.id, code,
                         kernel.restarts, self.settings.restart_limit)
             kernel.execution_state = "restarting"
-            kernel.relay.broadcast_status("restarting")
+            relay.broadcast_status("restarting")
             try:
                 await kernel.km.restart_kernel(now=True)
-                await self._ready(kernel)
+                await self._reattach(kernel)
                 kernel.execution_state = "idle"
+                relay.release("died")
                 return
             except Exception as e:
                 log.error("kernel %s failed to restart: %s", kernel.id, e)
@@ -359,21 +389,32 @@ class Kernels:
         if self.settings.autorestart:
             kernel.reason += f" after {kernel.restarts} automatic restarts"
         log.error("kernel %s died: %s", kernel.id, kernel.reason)
-        kernel.relay.broadcast_status("dead")
+        relay.release("died", failure=f"the kernel is dead ({kernel.reason}).")
+        relay.broadcast_status("dead")
+
+    async def _reattach(self, kernel: Kernel) -> None:
+        """After km.restart_kernel: the relay on the new connection info, then until it is ready."""
+        assert kernel.relay is not None
+        kernel.relay.reattach(dict(kernel.km.get_connection_info()))
+        await self._ready(kernel)
 
     async def restart(self, kernel_id: str) -> Kernel:
         kernel = self.get(kernel_id)
         async with kernel.lock:
-            assert kernel.relay is not None
+            relay = kernel.relay
+            assert relay is not None
             kernel.execution_state = "restarting"
+            relay.hold()  # no status: restarting pushed: @jupyterlab/services takes it for an automatic restart
             try:
                 await kernel.km.restart_kernel(now=False)
-                await self._ready(kernel)
+                await self._reattach(kernel)
             except Exception as e:
                 kernel.execution_state, kernel.reason = "dead", f"restart failed: {e}"
-                kernel.relay.broadcast_status("dead")
+                relay.release("was restarted", failure=f"the kernel failed to restart ({e}).")
+                relay.broadcast_status("dead")
                 raise Unavailable(f"Kernel {kernel_id} failed to restart: {e}", "Kernel Failed") from None
             kernel.execution_state, kernel.reason, kernel.restarts = "idle", None, 0
+            relay.release("was restarted")
             if kernel.watcher is None or kernel.watcher.done():
                 kernel.watcher = asyncio.create_task(self._watch(kernel))
         log.info("kernel %s restarted", kernel_id)

@@ -4,8 +4,15 @@ Policy, in order, for a client that reads slower than its kernel writes:
 1. Up to half of client_buffer_limit, frames queue as they are.
 2. Past half, a stream message (stdout/stderr) that follows a queued, unsent stream
    message of the same name and parent is merged into it: same text, fewer frames.
-3. Past client_buffer_limit the client is disconnected with close code 4008; the journal
-   position of the last frame written is kept, so a reconnect replays what it missed.
+3. An iopub message that would take the queue past client_buffer_limit is not queued: the
+   client falls back to reading from the kernel's journal (relay.Client.catch_up), which
+   feeds it as its queue drains, and it is live again once it has caught up.  So a client
+   that is slow, not stalled, costs at most its limit and is never dropped for being slow.
+4. A client is disconnected with close code 4008 when what it has yet to read is gone
+   from the journal (evicted by journal_max_bytes or journal_max_age: it is further behind
+   than the journal reaches back), or, with no journal, at once at step 3; or when other
+   frames (replies) take its queue past twice its limit.  The journal position of the last
+   frame written is kept, so a reconnect replays what it missed, or is told of the gap.
 """
 
 from __future__ import annotations
@@ -63,18 +70,27 @@ class Outbox:
             self._check_limit()
             return
         self.pending += len(data)
-        if self._check_limit():
+        if self._check_limit(self.limit if seq else 2 * self.limit):
             return
         self._queue.append(Frame(data, binary, seq, parts))
         if self.pending > self.limit // 2:
             self._roomy.clear()
         self._ready.set()
 
-    def _check_limit(self) -> bool:
-        if self.pending > self.limit and not self.overflowed:
-            self.overflowed = True
-            self._tasks.append(asyncio.create_task(self._drop()))
+    def fits(self, size: int) -> bool:
+        """Whether size more bytes keep the queue within its limit."""
+        return self.pending + size <= self.limit
+
+    def _check_limit(self, limit: int | None = None) -> bool:
+        if self.pending > (limit or self.limit):
+            self.overflow(f"{self.pending} bytes behind (client_buffer_limit {self.limit})")
         return self.overflowed
+
+    def overflow(self, why: str) -> None:
+        """Disconnect this client with 4008, saying why in the log."""
+        if not self.overflowed:
+            self.overflowed = True
+            self._tasks.append(asyncio.create_task(self._drop(why)))
 
     async def roomy(self) -> None:
         """Until the queue is under half its limit (for replays that must not overflow it)."""
@@ -117,8 +133,8 @@ class Outbox:
         except (ConnectionError, RuntimeError):
             pass  # the client went away; its receive loop ends the connection
 
-    async def _drop(self) -> None:
-        log.warning("dropping a WebSocket client %d bytes behind (client_buffer_limit %d)", self.pending, self.limit)
+    async def _drop(self, why: str) -> None:
+        log.warning("dropping a WebSocket client: %s", why)
         self._queue.clear()
         await self.close(CLOSE_TOO_SLOW, "client too slow: output buffer limit reached; reconnect to replay")
 

@@ -34,6 +34,7 @@ log = logging.getLogger("portico")
 CLOSE_REPLACED = 4000  # a newer connection with the same session_id took over
 CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
+MAX_TRACKED = 10_000  # unanswered client requests remembered per kernel (for the replies a restart owes)
 FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
 # jupyter_client numbers every message a kernel's session sends: msg_id is "<session>_<pid>_<n>"
@@ -78,6 +79,24 @@ class Numbering:
         return lost if lost > NUMBERING_SLACK else 0
 
 
+@dataclass
+class Request:
+    """A client's message on shell or control that its kernel has not answered yet."""
+
+    client: Client
+    channel: str
+    parts: list[bytes]
+    started: bool = False  # the kernel said busy for it
+
+
+def msg_id_of(header: bytes) -> str | None:
+    try:
+        msg_id = orjson.loads(header).get("msg_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return msg_id if isinstance(msg_id, str) else None
+
+
 class Client:
     """One WebSocket connection to a kernel and its own shell, control and stdin sockets."""
 
@@ -94,7 +113,11 @@ class Client:
         self.limit = RateLimit(*limits) if limits else None
         self.identity = uuid.uuid4().hex.encode()
         self.sockets: dict[str, zmq.asyncio.Socket] = {}  # opened on first use: idle clients cost none
+        self.pumps: dict[str, asyncio.Task[None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.gone = False
+        self.lagging = False  # reading from the journal until it catches up (outbox.py, step 3)
+        self.wanted = 0  # while lagging: the journal position it reads next
 
     def encode(self, channel: bytes, parts: list[bytes]) -> tuple[bytes, bool]:
         if self.v1:
@@ -111,7 +134,35 @@ class Client:
         """One iopub message, already encoded for this client's kind."""
         if self.limit is not None and not self._within_limit(parts):
             return
+        if self.lagging:  # catch_up takes it from the journal, unless what it needs next is gone
+            if self.relay.journal.first_seq > self.wanted:
+                self._fell_behind()
+            return
+        if not self.outbox.fits(len(encoded[0])) and self.relay.journal.max_bytes > 0:
+            self.lagging, self.wanted = True, seq
+            self.tasks.append(asyncio.create_task(self.catch_up()))
+            return
         self.outbox.put(encoded[0], encoded[1], seq, parts)
+
+    async def catch_up(self) -> None:
+        """Feed this client from the journal, from self.wanted on, as fast as it reads; live again
+        once it has all (no await between that check and going live: nothing missed, nothing twice)."""
+        while not self.outbox.overflowed:
+            await self.outbox.roomy()
+            journal = self.relay.journal
+            if self.wanted >= journal.next_seq:
+                self.lagging = False
+                return
+            parts = journal.get(self.wanted)
+            if parts is None:
+                self._fell_behind()
+                return
+            self.outbox.put(*self.encode_iopub(parts, self.wanted), self.wanted, parts)
+            self.wanted += 1
+
+    def _fell_behind(self) -> None:
+        self.outbox.overflow(f"it fell behind what the journal keeps (it needs {self.wanted}, the journal starts "
+                             f"at {self.relay.journal.first_seq}; journal_max_bytes, journal_max_age)")
 
     def _within_limit(self, parts: list[bytes]) -> bool:
         assert self.limit is not None
@@ -140,6 +191,8 @@ class Client:
             parts = relay.accept(frames, channel)
             if parts is None:
                 continue
+            if relay.requests and channel != "stdin":  # an input_request does not answer its request
+                relay.requests.pop(msg_id_of(parts[1]) or "", None)
             try:
                 self.send(name, parts)
             except Exception:
@@ -159,8 +212,17 @@ class Client:
             if channel == "shell" and "stdin" not in self.sockets:
                 self.socket("stdin")
             sock = self.sockets[channel] = self.relay.connect(zmq.DEALER, channel, self.identity)
-            self.tasks.append(asyncio.create_task(self.pump(channel)))
+            self.pumps[channel] = asyncio.create_task(self.pump(channel))
         return sock
+
+    def close_sockets(self) -> None:
+        """Close this client's kernel sockets (and whatever they still queue); reopened on next use."""
+        for task in self.pumps.values():
+            task.cancel()
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+        self.pumps.clear()
+        self.sockets.clear()
 
     async def receive(self) -> None:
         """Read the client's messages until it goes, relaying each to the kernel."""
@@ -189,25 +251,25 @@ class Client:
         except wire.WireError as e:
             self.send_error(str(e), parent=parent)
             return
-        self.relay.to_kernel(self.socket(channel), channel, parts)
+        self.relay.submit(self, channel, parts)
 
     async def close(self, code: int, message: str) -> None:
         await self.outbox.close(code, message)
         self.stop()
 
     def stop(self) -> None:
+        self.gone = True
         self.outbox.stop()
         for task in self.tasks:
             task.cancel()
-        for sock in self.sockets.values():
-            sock.close(linger=0)
+        self.close_sockets()
 
 
 class KernelRelay:
     """The channels of one kernel: iopub fan-out and journal, per-client sockets, readiness."""
 
     def __init__(self, context: zmq.asyncio.Context, connection: dict[str, Any], stats: Stats,
-                 options: RelayOptions, on_status: Callable[[str], None]) -> None:
+                 options: RelayOptions, on_status: Callable[[str], None], iopub_hwm: int = 0) -> None:
         self.context = context
         self.connection = connection
         key = connection["key"]
@@ -215,6 +277,10 @@ class KernelRelay:
         self.stats = stats
         self.options = options
         self.on_status = on_status
+        # The iopub subscription's queue: bounded when the kernel holds what Portico has not read
+        # (its iopub never drops: ipykernel_boot.py), so a flood faster than Portico costs the
+        # kernel memory, not Portico; else no limit, so Portico takes what the kernel would drop.
+        self.iopub_hwm = iopub_hwm
         self.journal = Journal(options.journal_bytes, options.journal_age)
         self.clients: dict[str, Client] = {}
         self.positions: OrderedDict[str, int] = OrderedDict()  # session_id -> last seq written
@@ -222,9 +288,17 @@ class KernelRelay:
         self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
         self.taps: dict[str, Callable[[list[bytes]], None]] = {}  # parent msg_id -> observer of its iopub
         self.numbering = Numbering()
-        self._iopub = self.connect(zmq.SUB, "iopub")
-        self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._task = asyncio.create_task(self._fan_out())
+        self.requests: dict[str, Request] = {}  # msg_id -> sent to the kernel, not answered yet
+        self._held: list[Request] | None = None  # client messages waiting while the kernel restarts
+        self._orphans: dict[str, Request] = {}  # sent to the kernel a restart replaced, never answered
+        self._iopub, self._task = self._subscribe()
+
+    def _subscribe(self) -> tuple[zmq.asyncio.Socket, asyncio.Task[None]]:
+        """The one iopub subscription of this kernel, and the task that fans it out."""
+        sock = self.connect(zmq.SUB, "iopub")
+        sock.setsockopt(zmq.RCVHWM, self.iopub_hwm)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        return sock, asyncio.create_task(self._fan_out(sock))
 
     def connect(self, kind: int, channel: str, identity: bytes | None = None) -> zmq.asyncio.Socket:
         sock = self.context.socket(kind)
@@ -254,13 +328,27 @@ class KernelRelay:
         self.last_activity = time.time()
         return parts
 
+    def submit(self, client: Client, channel: str, parts: list[bytes]) -> None:
+        """A client's message: to the kernel, or held while the kernel restarts."""
+        if self._held is not None:
+            if channel != "stdin":  # an input_reply is for a kernel that is gone
+                self._held.append(Request(client, channel, parts))
+            return
+        if channel != "stdin":
+            msg_id = msg_id_of(parts[0])
+            if msg_id is not None:
+                self.requests[msg_id] = Request(client, channel, parts)
+                if len(self.requests) > MAX_TRACKED:
+                    del self.requests[next(iter(self.requests))]
+        self.to_kernel(client.socket(channel), channel, parts)
+
     def to_kernel(self, sock: zmq.asyncio.Socket, channel: str, parts: list[bytes]) -> None:
         sock.send_multipart(self.signer.frames(parts))
         self.stats[channel, "to_kernel"] += 1
         self.last_activity = time.time()
 
-    async def _fan_out(self) -> None:
-        sock, burst = self._iopub, 0
+    async def _fan_out(self, sock: zmq.asyncio.Socket) -> None:
+        burst = 0
         while True:
             # zmq.asyncio hands back queued messages without suspending: yield now and then so
             # the writers drain the outboxes while the kernel floods.
@@ -277,6 +365,8 @@ class KernelRelay:
                 if len(content) < 64 and b"execution_state" in content:
                     state = orjson.loads(content).get("execution_state", "")
                     self.on_status(state)
+                    if self.requests:
+                        self._track(state, parts[1])
                     if state == "idle" and self._idle_for:
                         waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
                         if waiter is not None:
@@ -291,6 +381,81 @@ class KernelRelay:
                 self.broadcast(parts)
             except Exception:  # one bad message must not stop the kernel's output
                 log.exception("failed to relay an iopub message")
+
+    def _track(self, state: str, parent: bytes) -> None:
+        msg_id = msg_id_of(parent)
+        if state == "busy":
+            request = self.requests.get(msg_id or "")
+            if request is not None:
+                request.started = True
+        elif state == "idle":
+            self.requests.pop(msg_id or "", None)
+
+    # restarts ----------------------------------------------------------------------------
+    def hold(self) -> None:
+        """From now until release(), what clients send waits here instead of going to a kernel."""
+        if self._held is None:
+            self._held = []
+
+    def reattach(self, connection: dict[str, Any]) -> None:
+        """Sockets anew, to the restarted kernel's connection (its host and ports may differ).
+
+        What the old sockets still queued is discarded with them: the requests it held are
+        answered by release(), never sent on to the new kernel unasked.
+        """
+        self.connection = connection
+        key = connection["key"]
+        self.signer = wire.Signer(key if isinstance(key, bytes) else key.encode())
+        self._task.cancel()
+        self._iopub.close(linger=0)
+        self._iopub, self._task = self._subscribe()
+        for client in self.clients.values():
+            client.close_sockets()
+        self._orphans.update(self.requests)
+        self.requests = {}
+
+    def release(self, why: str, failure: str | None = None) -> None:
+        """After a restart: answer what the old kernel never answered, then send what was held.
+
+        why says what happened to the kernel ("died", "was restarted"); with failure (the kernel
+        did not come back) the held messages are answered with it instead of being sent.
+        """
+        orphans, self._orphans = {**self._orphans, **(self.requests if failure else {})}, {}
+        # The kernel runs shell requests in order: the one it died in is the one it said busy for,
+        # or, when that status was lost with the kernel, the earliest one sent.
+        running = any(request.started for request in orphans.values())
+        for request in orphans.values():
+            if request.started or (not running and request.channel == "shell"):
+                running = True
+                ename = "DeadKernelError" if why == "died" else "KernelRestarted"
+                self._answer(request, ename, f"The kernel {why} while it ran this request.")
+            else:
+                self._answer(request, "KernelRestarted", f"Not run: the kernel {why} before it ran this request.")
+        held, self._held = self._held or [], None
+        for request in held:
+            if request.client.gone:
+                continue
+            if failure:
+                self._answer(request, "KernelRestarted", f"Not run: {failure}")
+            else:
+                self.submit(request.client, request.channel, request.parts)
+
+    def _answer(self, request: Request, ename: str, evalue: str) -> None:
+        """An error reply to one request, from Portico (and its error output, for an execute)."""
+        if request.client.gone:
+            return
+        header = orjson.loads(request.parts[0])
+        msg_type = str(header.get("msg_type", ""))
+        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+        if msg_type == "execute_request":
+            self.broadcast(wire.build("error", error, header).parts)
+        if msg_type.endswith("_request"):
+            content: dict[str, Any] = {"status": "error", **error}
+            if msg_type == "execute_request":
+                content["execution_count"] = None
+            request.client.send(request.channel.encode(),
+                                wire.build(msg_type[:-len("_request")] + "_reply", content, header).parts)
+        self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
 
     def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
         """Every client is told, in the output of the request the gap ended in, how much is missing."""

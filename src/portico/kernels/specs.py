@@ -7,6 +7,7 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from ..paths import confine
 from ..web.errors import NotFound
 
 RESOURCE_FILES = ("kernel.js", "kernel.css")
@@ -38,10 +39,9 @@ class Specs:
 
     def resource(self, name: str, filename: str) -> Path:
         """The path of a kernelspec's resource file: a plain file name inside its directory."""
-        spec = self.get(name)
-        directory = Path(spec.resource_dir).resolve()
-        path = (directory / filename).resolve()
-        if "/" in filename or path.parent != directory or not path.is_file():
+        directory = Path(self.get(name).resource_dir).resolve()
+        path = confine(directory, filename, field="resource") if "/" not in filename else None
+        if path is None or path.parent != directory or not path.is_file():
             raise NotFound(f"Kernelspec {name!r} has no resource {filename!r}.")
         return path
 

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import __version__
+from ..paths import confine
 from ..settings import Settings
 from ..web.auth import Guard
 from ..web.errors import NotFound
@@ -162,7 +163,7 @@ class PageRoutes:
     # assets --------------------------------------------------------------------------------
     async def asset(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
-        path = STATIC_DIR / name
-        if "/" in name or name.startswith(".") or not path.is_file():
+        path = confine(STATIC_DIR.resolve(), name, field="asset")
+        if "/" in name or not path.is_file():
             raise NotFound(f"No page asset {name}.")
         return web.FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
