@@ -22,6 +22,7 @@ import aiohttp
 
 import proxying
 import servers
+import soak
 from clients import DirectKernel, Kernel, WebSocketKernel
 from servers import Server
 
@@ -204,6 +205,34 @@ async def concurrent(ctx: Context, target: Target, kernels: int = 16, each: int 
             "p99 ms": percentile(times, .99) * 1000}
 
 
+async def open_loop(ctx: Context, target: Target, rate: float = 200, kernels: int = 16, n: int = 2000
+                    ) -> dict[str, float]:
+    """Executes offered at a fixed rate, whatever the answers do (round-robin over the kernels),
+    timed from when each was due: tails compared at the same load for every target."""
+    opened = await asyncio.gather(*(ctx.kernel(target) for _ in range(kernels)))
+    times: list[float] = []
+
+    async def one(kernel: Kernel, due: float) -> None:
+        pending = await kernel.send("execute_request", {"code": "1+1", "silent": False, "store_history": False,
+                                                        "user_expressions": {}, "allow_stdin": False})
+        await pending.done()
+        times.append(time.perf_counter() - due)
+
+    t0 = time.perf_counter()
+    running = []
+    for i in range(n):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        running.append(asyncio.create_task(one(opened[i % kernels][0], due)))
+    await asyncio.gather(*running)
+    elapsed = time.perf_counter() - t0
+    await asyncio.gather(*(dispose() for _, dispose in opened))
+    return {"offered /s": rate, "served /s": n / elapsed, "p50 ms": percentile(times, .5) * 1000,
+            "p99 ms": percentile(times, .99) * 1000}
+
+
 async def connections(ctx: Context, target: Target, count: int = 1000, kernels: int = 10) -> dict[str, float]:
     assert target.server is not None
     server = await ctx.server(target.server, fresh=True)
@@ -274,6 +303,12 @@ async def notebook(ctx: Context, target: Target, pool: int, n: int, concurrency:
     return {"requests/s": n / elapsed, "p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000}
 
 
+async def soak_run(ctx: Context, target: Target) -> dict[str, float]:
+    assert target.server is not None
+    server = await ctx.server(target.server, fresh=True)
+    return await soak.soak(ctx.http, server, float(os.environ.get("BENCH_SOAK_SECONDS", 600)))
+
+
 async def proxy(ctx: Context, target: Target, name: str) -> dict[str, float]:
     assert target.server is not None
     return await proxying.run_scenario(ctx.http, name, target.server)
@@ -295,6 +330,8 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "flood": (ALL_TARGETS + LIMITED, flood, {}, "msgs/s", True),
     "bigout": (ALL_TARGETS, bigout, {}, "time s", False),
     "concurrent": (ALL_TARGETS, concurrent, {}, "executes/s", True),
+    "concurrent (open loop)": (ALL_TARGETS, open_loop, {"n": int(os.environ.get("BENCH_OPEN_LOOP_N", 2000))},
+                               "p99 ms", False),
     "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
     "notebook (pool 1)": (NOTEBOOK_TARGETS, notebook, {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
     "proxy small GET": (PROXY_TARGETS, proxy, {"name": "proxy small GET"}, "requests/s", True),
@@ -303,7 +340,10 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "proxy websocket": (PROXY_TARGETS, proxy, {"name": "proxy websocket"}, "p50 ms", False),
     "proxy cold start": (PROXY_TARGETS, proxy, {"name": "proxy cold start"}, "first byte s", False),
     "notebook (pool 4)": (NOTEBOOK_TARGETS, notebook, {"pool": 4, "n": 2 * int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
+    # 10 minutes (BENCH_SOAK_SECONDS): run only when named
+    "soak": ([Target("Portico", False)], soak_run, {}, "lost", False),
 }
+ON_REQUEST = {"soak"}
 
 
 def fmt(values: list[float]) -> str:
@@ -361,7 +401,8 @@ async def run(selected: list[str], reps: int, only: set[str] | None = None) -> s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help=f"any of: {', '.join(SCENARIOS)}")
+    parser.add_argument("scenarios", nargs="*", default=[s for s in SCENARIOS if s not in ON_REQUEST],
+                        help=f"any of: {', '.join(SCENARIOS)} (soak only when named)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every scenario")
     parser.add_argument("--out", help="also write the tables (markdown) to this file")
     parser.add_argument("--only", help="comma-separated targets to run: direct, Portico, Kernel Gateway, Jupyter Server")

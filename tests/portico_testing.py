@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -211,6 +213,44 @@ def decode(data: bytes, v1: bool) -> dict[str, Any]:
     msg, buffers = wire.from_json_binary(data)
     msg["buffers"] = buffers
     return msg
+
+
+def raw_websocket(srv: Server, kid: str, session_id: str, rcvbuf: int = 4096) -> socket.socket:
+    """A kernel WebSocket (JSON protocol) on a plain socket with a tiny receive buffer, past the
+    handshake: it reads only when and as fast as its owner chooses."""
+    host, port = srv.url.split("/")[2].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /api/kernels/{kid}/channels?session_id={session_id} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\nAuthorization: token {srv.token}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def websocket_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """The whole (opcode, payload) server frames at the start of buffer, taken out of it."""
+    frames = []
+    while len(buffer) >= 2:
+        size, at = buffer[1] & 0x7F, 2
+        if size == 126:
+            if len(buffer) < 4:
+                break
+            size, at = int.from_bytes(buffer[2:4], "big"), 4
+        elif size == 127:
+            if len(buffer) < 10:
+                break
+            size, at = int.from_bytes(buffer[2:10], "big"), 10
+        if len(buffer) < at + size:
+            break
+        frames.append((buffer[0] & 0x0F, bytes(buffer[at:at + size])))
+        del buffer[:at + size]
+    return frames
 
 
 async def start_kernel(http: aiohttp.ClientSession, server: Server, **body: Any) -> str:

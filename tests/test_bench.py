@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,3 +22,21 @@ def test_bench_runs_portico_and_direct(tmp_path: Path) -> None:
     tables = out.read_text()
     for row in ("| direct ZeroMQ |", "| Portico (v1) |", "| Portico (json) |", "**start (warm pool)**", "**notebook (pool 1)**"):
         assert row in tables
+
+
+@pytest.mark.fault
+def test_bench_soak_and_open_loop_run_and_the_soak_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, "bench/bench.py", "soak", "concurrent (open loop)", "--reps", "1", "--only", "Portico",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BENCH_SOAK_SECONDS": "15", "BENCH_OPEN_LOOP_N": "200"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = out.read_text()
+    assert "**soak**" in tables and "**concurrent (open loop)**" in tables
+    row = next(line for line in tables.splitlines() if line.startswith("| Portico (json) |") and "15" in line)
+    header = next(line for line in tables.splitlines() if line.startswith("| target | seconds"))
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["lost"] == "0", (cells, result.stdout[-2000:])
+    assert int(cells["executions"]) > 0

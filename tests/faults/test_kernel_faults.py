@@ -11,9 +11,10 @@ import sys
 from collections.abc import Iterator
 
 import aiohttp
+import orjson
 import pytest
 
-from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, raw_websocket, start_kernel, start_server, stdout_of, websocket_frames
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
@@ -80,7 +81,8 @@ async def test_kill_9_during_a_flood_with_three_clients(http: aiohttp.ClientSess
     kid = await start_kernel(http, server)
     clients = [await KernelClient.connect(http, server, kid, v1=v1) for v1 in (True, False, True)]
     pid = await kernel_pid(clients[0])
-    await clients[0].request("execute_request", {"code": FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD)), "silent": False, "store_history": False,
+    long_flood = FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD))
+    await clients[0].request("execute_request", {"code": long_flood, "silent": False, "store_history": False,
                                                  "user_expressions": {}, "allow_stdin": False,
                                                  "stop_on_error": True})
     await clients[1].next(lambda m: m["header"]["msg_type"] == "display_data")
@@ -132,3 +134,66 @@ async def test_a_kernel_stopped_for_10_s_resumes_with_nothing_lost(http: aiohttp
     got = numbers(outputs)
     assert reply["content"]["status"] == "ok" and got == [str(i) for i in range(1, 2000)]
     await client.close()
+
+
+async def test_a_client_reading_at_20_kb_s_beside_a_fast_one_gets_everything(http: aiohttp.ClientSession) -> None:
+    """The slow client falls back to the journal past its small buffer and catches up, in order and
+    exactly once; the fast one is not held back by it."""
+    srv = start_server("--client-buffer-limit", "16384")
+    slow = None
+    try:
+        kid = await start_kernel(http, srv)
+        slow = raw_websocket(srv, kid, "slow")
+        slow.setblocking(False)
+        fast = await KernelClient.connect(http, srv, kid, v1=False)
+        count = 600
+        code = f"for i in range({count}): display({{'text/plain': str(i).rjust(400, '.')}}, raw=True)"
+        msg_id = await fast.request("execute_request", {"code": code, "silent": False, "store_history": False,
+                                                        "user_expressions": {}, "allow_stdin": False})
+        loop, buffer, seen, read = asyncio.get_running_loop(), bytearray(), [], 0
+        fast_done = asyncio.create_task(fast.collect(msg_id, timeout=120))
+        read_when_fast_done = None
+        async with asyncio.timeout(180):
+            while len(seen) < count:
+                chunk = await loop.sock_recv(slow, 1024)
+                assert chunk, "the slow client was disconnected"
+                read += len(chunk)
+                buffer += chunk
+                for opcode, payload in websocket_frames(buffer):
+                    assert opcode == 1, opcode  # text: no close frame
+                    m = orjson.loads(payload)
+                    if m["header"]["msg_type"] == "display_data":
+                        seen.append(m["content"]["data"]["text/plain"].lstrip("."))
+                if fast_done.done() and read_when_fast_done is None:
+                    read_when_fast_done = read
+                await asyncio.sleep(0.05)  # about 20 KB/s
+        assert seen == [str(i) for i in range(count)]
+        _, outputs = await fast_done
+        assert numbers(outputs) == [str(i).rjust(400, ".") for i in range(count)]
+        assert read_when_fast_done is not None and read_when_fast_done < read / 2, \
+            "the fast client waited for the slow one"
+        await fast.close()
+    finally:
+        if slow is not None:
+            slow.close()
+        srv.stop()
+
+
+async def test_a_restart_during_a_flood_answers_it_and_serves_on(http: aiohttp.ClientSession,
+                                                                server: Server) -> None:
+    kid = await start_kernel(http, server)
+    clients = [await KernelClient.connect(http, server, kid, v1=v1) for v1 in (True, False)]
+    msg_id = await clients[0].request("execute_request", {"code": FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD)),
+                                                          "silent": False, "store_history": False,
+                                                          "user_expressions": {}, "allow_stdin": False})
+    await clients[1].next(lambda m: m["header"]["msg_type"] == "display_data")
+    async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
+        assert r.status == 200
+    reply, outputs = await clients[0].collect(msg_id, timeout=60)
+    assert reply["content"]["ename"] == "KernelRestarted"
+    got = numbers(outputs)
+    assert got == [str(i) for i in range(len(got))], "what arrived before the restart is whole and in order"
+    for c in clients:
+        reply, out = await c.execute("print('after')", timeout=60)
+        assert stdout_of(out) == "after\n"
+        await c.close()

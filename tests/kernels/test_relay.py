@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import struct
@@ -14,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, logged, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, logged, raw_websocket, start_kernel, start_server, stdout_of
 
 PROTOCOLS = [pytest.param(True, id="v1"), pytest.param(False, id="json")]
 
@@ -227,27 +226,13 @@ def rss_kib(pid: int, field: str) -> int:
     raise AssertionError(field)
 
 
-def stalled_websocket(srv: Server, kid: str) -> socket.socket:
-    """A WebSocket client with a tiny receive buffer that never reads after the handshake."""
-    host, port = srv.url.split("/")[2].split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /api/kernels/{kid}/channels?session_id=stalled HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\nAuthorization: token {srv.token}\r\n\r\n").encode())
-    assert sock.recv(12) == b"HTTP/1.1 101"
-    return sock
-
-
 async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(http: aiohttp.ClientSession) -> None:
     srv = start_server("--client-buffer-limit", "200000", "--journal-max-bytes", "4000000")
     stalled: socket.socket | None = None
     try:
         kid = await start_kernel(http, srv)
         baseline = rss_kib(srv.proc.pid, "VmRSS")
-        stalled = stalled_websocket(srv, kid)
+        stalled = raw_websocket(srv, kid, "stalled")
         reader = KernelClient(await http.ws_connect(f"{srv.ws_url}api/kernels/{kid}/channels?session_id=r",
                                                     headers=srv.headers, max_msg_size=0), "r")
         reply, outputs = await reader.execute("for i in range(8000): print(str(i).rjust(5000, '.'), flush=True)",

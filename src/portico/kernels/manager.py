@@ -395,7 +395,7 @@ class Kernels:
     async def _reattach(self, kernel: Kernel) -> None:
         """After km.restart_kernel: the relay on the new connection info, then until it is ready."""
         assert kernel.relay is not None
-        kernel.relay.reattach(dict(kernel.km.get_connection_info()))
+        await kernel.relay.reattach(dict(kernel.km.get_connection_info()))
         await self._ready(kernel)
 
     async def restart(self, kernel_id: str) -> Kernel:

@@ -34,6 +34,7 @@ log = logging.getLogger("portico")
 CLOSE_REPLACED = 4000  # a newer connection with the same session_id took over
 CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
+DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain at a restart
 MAX_TRACKED = 10_000  # unanswered client requests remembered per kernel (for the replies a restart owes)
 FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
@@ -81,12 +82,18 @@ class Numbering:
 
 @dataclass
 class Request:
-    """A client's message on shell or control that its kernel has not answered yet."""
+    """A client's message on shell or control that its kernel has not finished (no status: idle yet)."""
 
     client: Client
     channel: str
     parts: list[bytes]
     started: bool = False  # the kernel said busy for it
+    answered: bool = False  # its reply came
+    idle: bool = False  # its status: idle came (it is forgotten once both have, or idle alone with no reply due)
+
+    @property
+    def expects_reply(self) -> bool:
+        return b'_request"' in self.parts[0]  # a comm_msg, say, has no reply
 
 
 def msg_id_of(header: bytes) -> str | None:
@@ -192,7 +199,12 @@ class Client:
             if parts is None:
                 continue
             if relay.requests and channel != "stdin":  # an input_request does not answer its request
-                relay.requests.pop(msg_id_of(parts[1]) or "", None)
+                msg_id = msg_id_of(parts[1]) or ""
+                request = relay.requests.get(msg_id)
+                if request is not None:
+                    request.answered = True
+                    if request.idle:
+                        del relay.requests[msg_id]
             try:
                 self.send(name, parts)
             except Exception:
@@ -288,7 +300,7 @@ class KernelRelay:
         self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
         self.taps: dict[str, Callable[[list[bytes]], None]] = {}  # parent msg_id -> observer of its iopub
         self.numbering = Numbering()
-        self.requests: dict[str, Request] = {}  # msg_id -> sent to the kernel, not answered yet
+        self.requests: dict[str, Request] = {}  # msg_id -> sent to the kernel, not finished yet
         self._held: list[Request] | None = None  # client messages waiting while the kernel restarts
         self._orphans: dict[str, Request] = {}  # sent to the kernel a restart replaced, never answered
         self._iopub, self._task = self._subscribe()
@@ -356,40 +368,50 @@ class KernelRelay:
             if burst == FAIRNESS_BURST:
                 burst = 0
                 await asyncio.sleep(0)
-            frames = await sock.recv_multipart()
-            parts = self.accept(frames, "iopub")
-            if parts is None:
-                continue
-            try:
-                content = parts[3]
-                if len(content) < 64 and b"execution_state" in content:
-                    state = orjson.loads(content).get("execution_state", "")
-                    self.on_status(state)
-                    if self.requests:
-                        self._track(state, parts[1])
-                    if state == "idle" and self._idle_for:
-                        waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
-                        if waiter is not None:
-                            waiter.set()
-                if self.taps:
-                    tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
-                    if tap is not None:
-                        tap(parts)
-                lost = self.numbering.lost_before(parts[0])
-                if lost:
-                    self._tell_lost(lost, parts)
-                self.broadcast(parts)
-            except Exception:  # one bad message must not stop the kernel's output
-                log.exception("failed to relay an iopub message")
+            self._relay_iopub(await sock.recv_multipart())
+
+    def _relay_iopub(self, frames: list[bytes]) -> None:
+        parts = self.accept(frames, "iopub")
+        if parts is None:
+            return
+        try:
+            content = parts[3]
+            if len(content) < 64 and b"execution_state" in content:
+                state = orjson.loads(content).get("execution_state", "")
+                self.on_status(state)
+                if self.requests:
+                    self._track(state, parts[1])
+                if state == "idle" and self._idle_for:
+                    waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
+                    if waiter is not None:
+                        waiter.set()
+            if self.taps:
+                tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
+                if tap is not None:
+                    tap(parts)
+            lost = self.numbering.lost_before(parts[0])
+            if lost:
+                self._tell_lost(lost, parts)
+            self.broadcast(parts)
+        except Exception:  # one bad message must not stop the kernel's output
+            log.exception("failed to relay an iopub message")
 
     def _track(self, state: str, parent: bytes) -> None:
-        msg_id = msg_id_of(parent)
+        msg_id = msg_id_of(parent) or ""
+        request = self.requests.get(msg_id)
+        if request is None:
+            return
         if state == "busy":
-            request = self.requests.get(msg_id or "")
-            if request is not None:
-                request.started = True
+            request.started = True
         elif state == "idle":
-            self.requests.pop(msg_id or "", None)
+            request.idle = True
+            if request.answered or not request.expects_reply:
+                del self.requests[msg_id]
+
+    async def _drain(self) -> None:
+        """Relay what the iopub subscription still holds (a kernel's last words before a restart)."""
+        while await self._iopub.poll(DRAIN_WAIT):
+            self._relay_iopub(await self._iopub.recv_multipart())
 
     # restarts ----------------------------------------------------------------------------
     def hold(self) -> None:
@@ -397,7 +419,7 @@ class KernelRelay:
         if self._held is None:
             self._held = []
 
-    def reattach(self, connection: dict[str, Any]) -> None:
+    async def reattach(self, connection: dict[str, Any]) -> None:
         """Sockets anew, to the restarted kernel's connection (its host and ports may differ).
 
         What the old sockets still queued is discarded with them: the requests it held are
@@ -407,6 +429,7 @@ class KernelRelay:
         key = connection["key"]
         self.signer = wire.Signer(key if isinstance(key, bytes) else key.encode())
         self._task.cancel()
+        await self._drain()
         self._iopub.close(linger=0)
         self._iopub, self._task = self._subscribe()
         for client in self.clients.values():
@@ -423,9 +446,13 @@ class KernelRelay:
         orphans, self._orphans = {**self._orphans, **(self.requests if failure else {})}, {}
         # The kernel runs shell requests in order: the one it died in is the one it said busy for,
         # or, when that status was lost with the kernel, the earliest one sent.
-        running = any(request.started for request in orphans.values())
+        running = any(request.started and not request.answered for request in orphans.values())
         for request in orphans.values():
-            if request.started or (not running and request.channel == "shell"):
+            if request.answered or not request.expects_reply:  # only its status: idle died with the kernel
+                if not request.idle:
+                    idle = wire.build("status", {"execution_state": "idle"}, orjson.loads(request.parts[0]))
+                    self.broadcast(idle.parts)
+            elif request.started or request.idle or (not running and request.channel == "shell"):
                 running = True
                 ename = "DeadKernelError" if why == "died" else "KernelRestarted"
                 self._answer(request, ename, f"The kernel {why} while it ran this request.")
@@ -447,7 +474,7 @@ class KernelRelay:
         header = orjson.loads(request.parts[0])
         msg_type = str(header.get("msg_type", ""))
         error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        if msg_type == "execute_request":
+        if msg_type == "execute_request" and not request.idle:  # else the kernel said how it ended
             self.broadcast(wire.build("error", error, header).parts)
         if msg_type.endswith("_request"):
             content: dict[str, Any] = {"status": "error", **error}
@@ -455,7 +482,8 @@ class KernelRelay:
                 content["execution_count"] = None
             request.client.send(request.channel.encode(),
                                 wire.build(msg_type[:-len("_request")] + "_reply", content, header).parts)
-        self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
+        if not request.idle:
+            self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
 
     def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
         """Every client is told, in the output of the request the gap ended in, how much is missing."""

@@ -1,0 +1,171 @@
+"""The soak: many clients over several kernels, for minutes, doing everything at random.
+
+50 clients over 10 kernels connect, execute (numbered output, checked line by line), flood
+(2,000 numbered display_data), interrupt, restart and disconnect at random.  Every execution
+must end with its reply and status: idle, and with every number it printed exactly once, in
+order; anything else is counted as lost.  Executions cut short by another client's restart or
+interrupt are counted apart: they were answered, with an error that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from servers import Server
+
+CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
+
+
+@dataclass
+class Tally:
+    executions: int = 0
+    lost: int = 0  # missing, repeated or out-of-order numbers, and executions never answered
+    cut: int = 0  # answered with an error: another client's restart or interrupt came first
+    errors: list[str] = field(default_factory=list)  # what was lost, said
+    refused: int = 0  # an interrupt or restart that was not answered 204 / 200
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+class Connection:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.session = uuid.uuid4().hex
+        self.waiting: dict[str, tuple[asyncio.Event, list[dict[str, Any]], dict[str, Any]]] = {}
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            m = orjson.loads(msg.data)
+            entry = self.waiting.get(m["parent_header"].get("msg_id", ""))
+            if entry is None:
+                continue
+            done, outputs, state = entry
+            if m["channel"] == "shell":
+                state["reply"] = m["content"]
+            elif m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                state["idle"] = True
+            elif m["channel"] == "iopub" and m["header"]["msg_type"] in ("stream", "display_data", "error"):
+                outputs.append(m)
+            if "reply" in state and state.get("idle"):
+                done.set()
+
+    async def execute(self, code: str, timeout: float = 120) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "soak",
+                  "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
+        done, outputs, state = self.waiting[msg_id] = (asyncio.Event(), [], {})
+        await self.ws.send_bytes(orjson.dumps({"header": header, "parent_header": {}, "metadata": {},
+                                               "channel": "shell",
+                                               "content": {"code": code, "silent": False, "store_history": False,
+                                                           "user_expressions": {}, "allow_stdin": False}}))
+        try:
+            async with asyncio.timeout(timeout):
+                await done.wait()
+        except TimeoutError:
+            return None, outputs
+        finally:
+            del self.waiting[msg_id]
+        return state["reply"], outputs
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: list[str], what: str) -> None:
+    tally.executions += 1
+    if reply is None:
+        tally.lost += 1
+        tally.errors.append(f"{what}: no reply and idle within the timeout")
+    elif reply.get("status") == "error" and reply.get("ename") in CUT:
+        tally.cut += 1
+        if got != expected[:len(got)]:  # what did arrive must still be whole and in order
+            tally.lost += 1
+            tally.errors.append(f"{what}: cut, and what came was not a prefix")
+    elif got != expected:
+        tally.lost += max(1, len(set(expected) - set(got)))
+        tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}")
+
+
+async def client(http: aiohttp.ClientSession, server: Server, kernel_id: str, deadline: float, tally: Tally,
+                 rng: random.Random) -> None:
+    url = f"{server.url.replace('http', 'ws', 1)}api/kernels/{kernel_id}/channels"
+    conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
+    try:
+        while time.monotonic() < deadline:
+            action = rng.choices(["execute", "flood", "interrupt", "restart", "reconnect"], [50, 15, 10, 3, 22])[0]
+            tally.actions[action] = tally.actions.get(action, 0) + 1
+            tag = uuid.uuid4().hex[:8]
+            if action == "execute":
+                n = rng.randint(1, 50)
+                reply, outputs = await conn.execute(f"for i in range({n}): print('{tag}', i)")
+                text = "".join(m["content"].get("text", "") for m in outputs if m["header"]["msg_type"] == "stream")
+                check(tally, reply, text.splitlines(), [f"{tag} {i}" for i in range(n)], "execute")
+            elif action == "flood":
+                code = f"for i in range(2000): display({{'text/plain': '{tag} %d' % i}}, raw=True)"
+                reply, outputs = await conn.execute(code)
+                got = [m["content"]["data"]["text/plain"] for m in outputs if m["header"]["msg_type"] == "display_data"]
+                check(tally, reply, got, [f"{tag} {i}" for i in range(2000)], "flood")
+            elif action == "interrupt":
+                running = asyncio.create_task(conn.execute("import time; time.sleep(3)"))
+                await asyncio.sleep(0.3)
+                async with http.post(f"{server.url}api/kernels/{kernel_id}/interrupt", headers=server.headers) as r:
+                    tally.refused += r.status != 204
+                reply, _ = await running
+                check(tally, reply, [], [], "interrupt")
+            elif action == "restart":
+                async with http.post(f"{server.url}api/kernels/{kernel_id}/restart", headers=server.headers) as r:
+                    tally.refused += r.status != 200
+            else:
+                await conn.close()
+                conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
+    finally:
+        await conn.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clients: int = 50,
+               kernels: int = 10) -> dict[str, float]:
+    ids = []
+    for _ in range(kernels):
+        async with http.post(server.url + "api/kernels", json={}, headers=server.headers) as r:
+            ids.append(str((await r.json())["id"]))
+    pid = server.proc.pid
+    rss0, fds0 = rss_mb(pid), fds(pid)
+    tally, rng = Tally(), random.Random(int(os.environ.get("BENCH_SOAK_SEED", "1")))
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(client(http, server, ids[i % kernels], deadline, tally, random.Random(rng.random()))
+                           for i in range(clients)))
+    await asyncio.sleep(1)
+    rss1, fds1 = rss_mb(pid), fds(pid)
+    for kernel_id in ids:
+        async with http.delete(f"{server.url}api/kernels/{kernel_id}", headers=server.headers):
+            pass
+    for error in tally.errors[:20]:
+        print("  soak:", error, flush=True)
+    return {"seconds": seconds, "executions": tally.executions, "lost": tally.lost, "cut (answered)": tally.cut,
+            "REST refused": tally.refused, "restarts": tally.actions.get("restart", 0),
+            "reconnects": tally.actions.get("reconnect", 0), "RSS start MB": rss0, "RSS end MB": rss1,
+            "fds start": fds0, "fds end": fds1}
