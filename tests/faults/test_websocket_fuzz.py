@@ -20,9 +20,10 @@ from portico_testing import KernelClient, Server, start_server
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
 FIELDS = ("header", "parent_header", "metadata", "content", "channel", "buffers")
-junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=8)
+scalars = (st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 64 - 1) | st.floats(allow_nan=False)
+           | st.text(max_size=20))
+junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
 
 
 @st.composite
@@ -54,8 +55,9 @@ def binary_with_table(draw: st.DrawFn, body: bytes, fmt: str) -> bytes:
     """A binary frame whose offset table may lie: wrong count, huge count, offsets past the end,
     backwards, truncated; a body that may not be UTF-8."""
     size = struct.calcsize(fmt)
-    count = draw(st.sampled_from([0, 1, 2, 6, 7, 2 ** (8 * size) - 1]) | st.integers(0, 12))
-    offsets = draw(st.lists(st.integers(0, 2 ** (8 * size) - 1) | st.integers(0, 64 + len(body)), max_size=8))
+    huge = 2 ** (8 * size - 1) - 1
+    count = draw(st.sampled_from([0, 1, 2, 6, 7, huge]) | st.integers(0, 12))
+    offsets = draw(st.lists(st.integers(0, huge) | st.integers(0, 64 + len(body)), max_size=8))
     if draw(st.booleans()):
         body = draw(st.binary(max_size=64)) + body
     table = struct.pack(f"{fmt[0]}{1 + len(offsets)}{fmt[1]}", count, *offsets)

@@ -422,7 +422,8 @@ class KernelRelay:
     async def reattach(self, connection: dict[str, Any]) -> None:
         """Sockets anew, to the restarted kernel's connection (its host and ports may differ).
 
-        What the old sockets still queued is discarded with them: the requests it held are
+        The old subscription is drained first, so the old kernel's last output is relayed.
+        What the clients' old sockets still queued is discarded with them: those requests are
         answered by release(), never sent on to the new kernel unasked.
         """
         self.connection = connection

@@ -163,7 +163,7 @@ class PageRoutes:
     # assets --------------------------------------------------------------------------------
     async def asset(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
-        path = confine(STATIC_DIR.resolve(), name, field="asset")
-        if "/" in name or not path.is_file():
+        path = confine(STATIC_DIR.resolve(), name, field="asset") if "/" not in name else None
+        if path is None or not path.is_file():
             raise NotFound(f"No page asset {name}.")
         return web.FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
