@@ -30,7 +30,7 @@ CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
 class Tally:
     executions: int = 0
     lost: int = 0  # missing, repeated or out-of-order numbers, and executions never answered
-    cut: int = 0  # answered with an error: another client's restart or interrupt came first
+    cut: int = 0  # answered with an error or aborted: another client's restart or interrupt came first
     errors: list[str] = field(default_factory=list)  # what was lost, said
     refused: int = 0  # an interrupt or restart that was not answered 204 / 200
     actions: dict[str, int] = field(default_factory=dict)
@@ -66,10 +66,11 @@ class Connection:
         header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "soak",
                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
         done, outputs, state = self.waiting[msg_id] = (asyncio.Event(), [], {})
-        await self.ws.send_bytes(orjson.dumps({"header": header, "parent_header": {}, "metadata": {},
-                                               "channel": "shell",
-                                               "content": {"code": code, "silent": False, "store_history": False,
-                                                           "user_expressions": {}, "allow_stdin": False}}))
+        await self.ws.send_str(orjson.dumps({"header": header, "parent_header": {}, "metadata": {},
+                                             "channel": "shell",
+                                             "content": {"code": code, "silent": False, "store_history": False,
+                                                         "user_expressions": {}, "allow_stdin": False,
+                                                         "stop_on_error": False}}).decode())
         try:
             async with asyncio.timeout(timeout):
                 await done.wait()
@@ -89,14 +90,16 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
     if reply is None:
         tally.lost += 1
         tally.errors.append(f"{what}: no reply and idle within the timeout")
-    elif reply.get("status") == "error" and reply.get("ename") in CUT:
+    elif reply.get("status") == "aborted" or (reply.get("status") == "error" and reply.get("ename") in CUT):
         tally.cut += 1
         if got != expected[:len(got)]:  # what did arrive must still be whole and in order
             tally.lost += 1
             tally.errors.append(f"{what}: cut, and what came was not a prefix")
     elif got != expected:
         tally.lost += max(1, len(set(expected) - set(got)))
-        tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}")
+        missing = [i for i, e in enumerate(expected) if e not in set(got)]
+        span = f"; missing {missing[0]}..{missing[-1]}" if missing else ""
+        tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}{span}")
 
 
 async def client(http: aiohttp.ClientSession, server: Server, kernel_id: str, deadline: float, tally: Tally,
