@@ -125,6 +125,7 @@ class Client:
         self.gone = False
         self.lagging = False  # reading from the journal until it catches up (outbox.py, step 3)
         self.wanted = 0  # while lagging: the journal position it reads next
+        self.catching_up: asyncio.Task[None] | None = None
 
     def encode(self, channel: bytes, parts: list[bytes]) -> tuple[bytes, bool]:
         if self.v1:
@@ -147,7 +148,7 @@ class Client:
             return
         if not self.outbox.fits(len(encoded[0])) and self.relay.journal.max_bytes > 0:
             self.lagging, self.wanted = True, seq
-            self.tasks.append(asyncio.create_task(self.catch_up()))
+            self.catching_up = asyncio.create_task(self.catch_up())  # one at a time: lagging until it ends
             return
         self.outbox.put(encoded[0], encoded[1], seq, parts)
 
@@ -274,6 +275,8 @@ class Client:
         self.outbox.stop()
         for task in self.tasks:
             task.cancel()
+        if self.catching_up is not None:
+            self.catching_up.cancel()
         self.close_sockets()
 
 
