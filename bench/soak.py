@@ -94,7 +94,8 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
         tally.cut += 1
         if got != expected[:len(got)]:  # what did arrive must still be whole and in order
             tally.lost += 1
-            tally.errors.append(f"{what}: cut, and what came was not a prefix")
+            tally.errors.append(f"{what}: cut ({reply.get('ename') or reply.get('status')}), and what came was not "
+                                f"a prefix: {got[:3]}..{got[-3:]} ({len(got)} of {len(expected)})")
     elif got != expected:
         tally.lost += max(1, len(set(expected) - set(got)))
         missing = [i for i, e in enumerate(expected) if e not in set(got)]
@@ -125,12 +126,16 @@ async def client(http: aiohttp.ClientSession, server: Server, kernel_id: str, de
                 running = asyncio.create_task(conn.execute("import time; time.sleep(3)"))
                 await asyncio.sleep(0.3)
                 async with http.post(f"{server.url}api/kernels/{kernel_id}/interrupt", headers=server.headers) as r:
-                    tally.refused += r.status != 204
+                    if r.status != 204:
+                        tally.refused += 1
+                        tally.errors.append(f"interrupt: {r.status} {await r.text()}")
                 reply, _ = await running
                 check(tally, reply, [], [], "interrupt")
             elif action == "restart":
                 async with http.post(f"{server.url}api/kernels/{kernel_id}/restart", headers=server.headers) as r:
-                    tally.refused += r.status != 200
+                    if r.status != 200:
+                        tally.refused += 1
+                        tally.errors.append(f"restart: {r.status} {await r.text()}")
             else:
                 await conn.close()
                 conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
@@ -168,6 +173,8 @@ async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clie
             pass
     for error in tally.errors[:20]:
         print("  soak:", error, flush=True)
+    if tally.errors:
+        print("  soak: the server's last log lines:", *server.log[-15:], sep="\n    ", flush=True)
     return {"seconds": seconds, "executions": tally.executions, "lost": tally.lost, "cut (answered)": tally.cut,
             "REST refused": tally.refused, "restarts": tally.actions.get("restart", 0),
             "reconnects": tally.actions.get("reconnect", 0), "RSS start MB": rss0, "RSS end MB": rss1,

@@ -4,8 +4,11 @@ the restarted kernel, with its output; what the old kernel never answered gets a
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -86,3 +89,138 @@ async def test_messages_sent_during_a_rest_restart_reach_the_new_kernel(http: ai
     assert result_of(outputs) == ["2"]
     for c in [*clients, late]:
         await c.close()
+
+
+async def flood_stalled(client: KernelClient, srv: Server, during_stall: Any, marker: Path, flood: int = 6000
+                        ) -> tuple[dict[str, Any] | None, list[Any]]:
+    """A flood whose output waits in the kernel's own iopub queue: Portico is stopped (SIGSTOP)
+    once 1,000 numbers came, until the kernel has finished (it writes marker); during_stall() runs
+    before SIGCONT.  The execute_reply, and what came on iopub (numbers, anything else) until idle."""
+    msg_id = await client.request("execute_request", {
+        "code": f"for i in range({flood}): display({{'text/plain': str(i)}}, raw=True)\n"
+                f"open({str(marker)!r}, 'w').close()", **EXECUTE})
+    received: list[Any] = []
+    reply, stalled = None, False
+    async with asyncio.timeout(180):
+        while True:
+            msg = await client.messages.get()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if msg["channel"] == "shell":
+                reply = msg
+            elif kind == "display_data":
+                received.append(msg["content"]["data"]["text/plain"])
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                return reply, received
+            elif kind not in ("status", "execute_input"):
+                received.append(msg)
+            if not stalled and len(received) >= 1000:
+                stalled = True
+                os.kill(srv.proc.pid, signal.SIGSTOP)
+                try:
+                    async with asyncio.timeout(120):  # the kernel finishes the flood meanwhile
+                        while not marker.exists():
+                            await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.2)  # and sends its reply
+                    await during_stall()
+                finally:
+                    os.kill(srv.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
+        http: aiohttp.ClientSession, transport: str, tmp_path: Path) -> None:
+    """A flood the kernel finished, its output still in the kernel's queue, then a restart: every
+    message reaches the client before the old kernel goes (TCP may pause seconds after a stall)."""
+    srv = start_server("--kernel-transport", transport)
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid, v1=False)
+        restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
+
+        async def ask_for_a_restart() -> None:
+            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart",
+                                                         headers=srv.headers)))
+            await asyncio.sleep(0.5)  # the request waits in the stalled server's socket
+
+        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / 'done')
+        async with await restart[0] as r:
+            assert r.status == 200
+        assert received == [str(i) for i in range(6000)]
+        assert reply is not None and reply["content"]["status"] == "ok"
+        reply, outputs = await client.execute("1+1", timeout=60)
+        assert result_of(outputs) == ["2"]
+        await client.close()
+    finally:
+        srv.stop()
+
+
+async def test_output_that_died_in_a_killed_kernels_queue_is_told(http: aiohttp.ClientSession,
+                                                                  server: Server, tmp_path: Path) -> None:
+    """The kernel finished the flood and answered, then was killed with the end of its output still
+    queued: the client gets what came, in order, and a notice that the end may be missing."""
+    kid = await start_kernel(http, server)
+    client = await KernelClient.connect(http, server, kid, v1=False)
+    _, outputs = await client.execute("import os; print(os.getpid())")
+    pid = int("".join(m["content"]["text"] for m in outputs if m["header"]["msg_type"] == "stream"))
+
+    async def kill() -> None:
+        os.kill(pid, signal.SIGKILL)
+
+    reply, received = await flood_stalled(client, server, kill, tmp_path / 'done')
+    assert reply is not None and reply["content"]["status"] == "ok"
+    numbers, notices = [r for r in received if isinstance(r, str)], [r for r in received if not isinstance(r, str)]
+    assert numbers == [str(i) for i in range(len(numbers))] and len(numbers) < 6000
+    assert [n["header"]["msg_type"] for n in notices] == ["stream"]
+    assert notices[0]["metadata"] == {"portico_lost": None} and "may be missing" in notices[0]["content"]["text"]
+    reply, outputs = await client.execute("1+1", timeout=60)  # restarted
+    assert result_of(outputs) == ["2"]
+    await client.close()
+
+
+async def test_interrupts_during_a_restart_leave_it_alone(http: aiohttp.ClientSession, server: Server) -> None:
+    """An interrupt that comes while the kernel restarts has nothing to interrupt (what clients send
+    is held): it is answered 204 and neither the old kernel's last output nor the new kernel's
+    start is cut by its signal."""
+    kid = await start_kernel(http, server)
+    client = await KernelClient.connect(http, server, kid)
+    for _ in range(3):
+        restart = asyncio.create_task(http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers))
+        interrupts = 0
+        while not restart.done():
+            async with http.post(f"{server.url}api/kernels/{kid}/interrupt", headers=server.headers) as r:
+                assert r.status == 204
+                interrupts += 1
+            await asyncio.sleep(0.02)
+        async with await restart as r:
+            assert r.status == 200, await r.text()
+        assert interrupts > 1
+        reply, outputs = await client.execute("6*7", timeout=60)
+        assert result_of(outputs) == ["42"]
+    await client.close()
+
+
+async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(http: aiohttp.ClientSession,
+                                                                    server: Server) -> None:
+    """A cell that runs when a restart comes, and would finish while the old kernel shuts down: it
+    is answered KernelRestarted with a prefix of its output, never ok with output that ended with
+    the old process."""
+    kid = await start_kernel(http, server)
+    client = await KernelClient.connect(http, server, kid)
+    await client.execute("import time")
+    for _ in range(3):
+        running = await client.request("execute_request", {
+            "code": "print(-1, flush=True); time.sleep(1)\nfor i in range(3000): print(i)", **EXECUTE})
+        first = await client.next(lambda m: m["header"]["msg_type"] == "stream"
+                                  and m["parent_header"].get("msg_id") == running)
+        async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
+            assert r.status == 200
+        reply, outputs = await client.collect(running, timeout=60)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KernelRestarted", reply
+        printed = "".join(m["content"]["text"] for m in [first, *outputs] if m["header"]["msg_type"] == "stream")
+        numbers = printed.split()
+        assert numbers == [str(i) for i in range(-1, len(numbers) - 1)] and len(numbers) < 3001
+        assert [m["header"]["msg_type"] for m in outputs][-1] == "error"
+        await client.execute("import time", timeout=60)
+    await client.close()

@@ -9,7 +9,8 @@ Why: ipykernel's iopub PUB socket keeps ZeroMQ's default send high-water mark of
 messages.  While Portico is not reading (a GC pause, CPU steal, a stopped process), the
 kernel's queue fills and the PUB socket silently drops every message past it, the last
 status: idle included.  HWM 0 means no limit: the kernel holds what Portico has not yet
-read, in its own memory, for as long as Portico is stalled.
+read, in its own memory, for as long as Portico is stalled; and at exit it waits until
+Portico has read it (ipykernel waits 1 s and drops the rest).
 """
 
 import sys
@@ -44,6 +45,10 @@ def main() -> None:
     class App(IPKernelApp):
         def init_iopub(self, context: "zmq.Context[zmq.Socket[bytes]]") -> None:
             super().init_iopub(HighWaterContext(context))  # type: ignore[no-untyped-call]
+            # ipykernel lingers 1 s at exit: a restart's shutdown (or a cell that finishes after
+            # it) then cuts what Portico has not read yet.  No limit here; the kernel's manager
+            # still ends the process with a signal after shutdown_wait_time.
+            self.iopub_thread.socket.linger = -1
 
     App.launch_instance()
 

@@ -406,6 +406,7 @@ class Kernels:
             kernel.execution_state = "restarting"
             relay.hold()  # no status: restarting pushed: @jupyterlab/services takes it for an automatic restart
             try:
+                await relay.barrier()  # what the old kernel published reaches its clients before it goes
                 await kernel.km.restart_kernel(now=False)
                 await self._reattach(kernel)
             except Exception as e:
@@ -422,6 +423,11 @@ class Kernels:
 
     async def interrupt(self, kernel_id: str) -> None:
         kernel = self.get(kernel_id)
+        if kernel.execution_state == "restarting":
+            # Nothing runs: what clients send is held for the new kernel.  A signal now would end
+            # the old kernel before its last output is out, or the new one as it starts.
+            log.info("kernel %s: interrupt while it restarts, nothing to interrupt", kernel_id)
+            return
         await kernel.km.interrupt_kernel()
         log.info("kernel %s interrupted", kernel_id)
 

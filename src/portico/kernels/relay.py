@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,9 @@ CLOSE_REPLACED = 4000  # a newer connection with the same session_id took over
 CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
 DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain at a restart
+BARRIER_LIMIT = 10.0  # s a restart waits at most for the iopub the kernel published before it
+BARRIER_QUIET = 0.5  # s without iopub that ends the wait, for a kernel that publishes no status for control
+PROBE_LIMIT = 5.0  # s a kernel gets to publish status for a control request before it is taken not to
 MAX_TRACKED = 10_000  # unanswered client requests remembered per kernel (for the replies a restart owes)
 FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
@@ -94,6 +97,16 @@ class Request:
     @property
     def expects_reply(self) -> bool:
         return b'_request"' in self.parts[0]  # a comm_msg, say, has no reply
+
+
+def taken(received: Awaitable[list[bytes]]) -> list[bytes] | None:
+    """What a receive had already taken off its socket when the task awaiting it was cancelled
+    (it completed, but the task had not resumed yet): relayed by the caller, or it is lost."""
+    if isinstance(received, asyncio.Future) and received.done() and not received.cancelled() \
+            and received.exception() is None:
+        frames: list[bytes] = received.result()
+        return frames
+    return None
 
 
 def msg_id_of(header: bytes) -> str | None:
@@ -193,12 +206,22 @@ class Client:
         self.send(channel.encode(), built.parts)
 
     async def pump(self, channel: str) -> None:
-        sock, relay, name = self.sockets[channel], self.relay, channel.encode()
+        sock = self.sockets[channel]
         while True:
-            frames = await sock.recv_multipart()
-            parts = relay.accept(frames, channel)
-            if parts is None:
-                continue
+            received = sock.recv_multipart()
+            try:
+                frames = await received
+            except asyncio.CancelledError:
+                late = taken(received)
+                if late is not None and not self.gone:
+                    self._from_kernel(channel, late)
+                raise
+            self._from_kernel(channel, frames)
+
+    def _from_kernel(self, channel: str, frames: list[bytes]) -> None:
+        relay = self.relay
+        parts = relay.accept(frames, channel)
+        if parts is not None and not (relay.cut and relay.was_cut(parts[1])):
             if relay.requests and channel != "stdin":  # an input_request does not answer its request
                 msg_id = msg_id_of(parts[1]) or ""
                 request = relay.requests.get(msg_id)
@@ -207,7 +230,7 @@ class Client:
                     if request.idle:
                         del relay.requests[msg_id]
             try:
-                self.send(name, parts)
+                self.send(channel.encode(), parts)
             except Exception:
                 log.exception("failed to relay a %s message", channel)
 
@@ -306,6 +329,10 @@ class KernelRelay:
         self.requests: dict[str, Request] = {}  # msg_id -> sent to the kernel, not finished yet
         self._held: list[Request] | None = None  # client messages waiting while the kernel restarts
         self._orphans: dict[str, Request] = {}  # sent to the kernel a restart replaced, never answered
+        self.control_status: bool | None = None  # publishes status for control requests (None: not known yet)
+        self._probe: asyncio.Task[None] | None = None
+        self._went_idle = asyncio.Event()  # a tracked request got its status: idle
+        self.cut: set[str | None] = set()  # msg_ids a restart cut: the old kernel's answers are not relayed
         self._iopub, self._task = self._subscribe()
 
     def _subscribe(self) -> tuple[zmq.asyncio.Socket, asyncio.Task[None]]:
@@ -371,11 +398,19 @@ class KernelRelay:
             if burst == FAIRNESS_BURST:
                 burst = 0
                 await asyncio.sleep(0)
-            self._relay_iopub(await sock.recv_multipart())
+            received = sock.recv_multipart()
+            try:
+                frames = await received
+            except asyncio.CancelledError:  # a restart moves the subscription
+                late = taken(received)
+                if late is not None:
+                    self._relay_iopub(late)
+                raise
+            self._relay_iopub(frames)
 
     def _relay_iopub(self, frames: list[bytes]) -> None:
         parts = self.accept(frames, "iopub")
-        if parts is None:
+        if parts is None or (self.cut and self.was_cut(parts[1])):
             return
         try:
             content = parts[3]
@@ -408,6 +443,7 @@ class KernelRelay:
             request.started = True
         elif state == "idle":
             request.idle = True
+            self._went_idle.set()
             if request.answered or not request.expects_reply:
                 del self.requests[msg_id]
 
@@ -421,6 +457,67 @@ class KernelRelay:
         """From now until release(), what clients send waits here instead of going to a kernel."""
         if self._held is None:
             self._held = []
+
+    async def barrier(self) -> None:
+        """Before a restart's shutdown: let what the kernel finished reach its clients, then cut.
+
+        A kernel's iopub can run far behind its replies (its own queue holds what Portico has
+        not read yet), and what is queued dies with the process.  A kernel_info_request on
+        control makes the kernel publish busy and idle for it behind everything it published
+        before; its idle arriving is the barrier, waited for at most BARRIER_LIMIT (a stalled
+        TCP connection can pause for seconds before it flows again).  A kernel found not to
+        publish status for control (probe_control) is waited for only while its iopub flows.
+        Then every request the kernel answered gets to its status: idle.
+
+        What the kernel had not answered by then is cut: the old kernel's replies and output
+        for it are no longer relayed, and release() answers it KernelRestarted.  So a request
+        is either whole (its reply, all its output, idle) or cut (a prefix of its output and an
+        error that says so), never a reply ok whose output ended with the old process.
+        """
+        async with asyncio.timeout(BARRIER_LIMIT):
+            try:
+                await self._caught_up()
+            except TimeoutError:
+                log.warning("a kernel's iopub did not catch up within %.0f s of its restart; the rest is cut",
+                            BARRIER_LIMIT)
+        self.cut = {msg_id for msg_id, request in self.requests.items() if not request.answered}
+
+    async def _caught_up(self) -> None:
+        if self.control_status is False:
+            while True:
+                seen = self.stats["iopub", "from_kernel"]
+                await asyncio.sleep(BARRIER_QUIET)
+                if self.stats["iopub", "from_kernel"] == seen:
+                    break
+        elif not await self._control_idle(BARRIER_LIMIT):
+            return
+        while any(request.answered and not request.idle for request in self.requests.values()):
+            self._went_idle.clear()
+            await self._went_idle.wait()
+
+    def was_cut(self, parent: bytes) -> bool:
+        """A message from the old kernel for a request a restart cut (not relayed)."""
+        return msg_id_of(parent) in self.cut
+
+    async def probe_control(self) -> None:
+        """Learn whether this kernel publishes status for control requests (barrier relies on it)."""
+        self.control_status = await self._control_idle(PROBE_LIMIT)
+
+    async def _control_idle(self, limit: float) -> bool:
+        """A kernel_info_request on control; whether its status: idle came on iopub within limit s."""
+        sock = self.connect(zmq.DEALER, "control", uuid.uuid4().hex.encode())
+        request = wire.build("kernel_info_request", {})
+        idle = self._idle_for[request.header["msg_id"]] = asyncio.Event()
+        try:
+            await sock.send_multipart(self.signer.frames(request.parts))
+            async with asyncio.timeout(limit):
+                await idle.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            del self._idle_for[request.header["msg_id"]]
+            sock.close(linger=0)
 
     async def reattach(self, connection: dict[str, Any]) -> None:
         """Sockets anew, to the restarted kernel's connection (its host and ports may differ).
@@ -448,14 +545,16 @@ class KernelRelay:
         did not come back) the held messages are answered with it instead of being sent.
         """
         orphans, self._orphans = {**self._orphans, **(self.requests if failure else {})}, {}
+        self.cut = set()
         # The kernel runs shell requests in order: the one it died in is the one it said busy for,
         # or, when that status was lost with the kernel, the earliest one sent.
         running = any(request.started and not request.answered for request in orphans.values())
         for request in orphans.values():
-            if request.answered or not request.expects_reply:  # only its status: idle died with the kernel
+            if request.answered or not request.expects_reply:  # only the end of its output died with the kernel
                 if not request.idle:
-                    idle = wire.build("status", {"execution_state": "idle"}, orjson.loads(request.parts[0]))
-                    self.broadcast(idle.parts)
+                    header = orjson.loads(request.parts[0])
+                    self._tell_cut(header, why)
+                    self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
             elif request.started or request.idle or (not running and request.channel == "shell"):
                 running = True
                 ename = "DeadKernelError" if why == "died" else "KernelRestarted"
@@ -488,6 +587,14 @@ class KernelRelay:
                                 wire.build(msg_type[:-len("_request")] + "_reply", content, header).parts)
         if not request.idle:
             self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
+
+    def _tell_cut(self, parent: dict[str, Any], why: str) -> None:
+        """A request the kernel finished, whose status: idle never came: the end of its output may
+        have died in the kernel's queue.  Every client is told, in that request's output."""
+        text = (f"[Portico] The kernel {why} before all the output of this request reached Portico: "
+                "the end of it may be missing.\n")
+        built = wire.build("stream", {"name": "stderr", "text": text}, parent)
+        self.broadcast([built.parts[0], built.parts[1], orjson.dumps({"portico_lost": None}), built.parts[3]])
 
     def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
         """Every client is told, in the output of the request the gap ended in, how much is missing."""
@@ -531,7 +638,9 @@ class KernelRelay:
                         await sock.recv_multipart()
                         async with asyncio.timeout(0.05):  # it follows the reply at once when subscribed
                             await idle.wait()
-                            return
+                        if self._probe is None:  # learnt once, in the background, not in the start's time
+                            self._probe = asyncio.create_task(self.probe_control())
+                        return
                     except TimeoutError:
                         pass
                     finally:
@@ -619,4 +728,6 @@ class KernelRelay:
     async def close(self, reason: str) -> None:
         await self.disconnect_all(CLOSE_KERNEL_GONE, reason)
         self._task.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
         self._iopub.close(linger=0)
