@@ -47,7 +47,8 @@ class Server:
     name: str
     proc: subprocess.Popen[bytes]
     url: str
-    log: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # its last 200 lines of stderr
+    own_log: list[str] = field(default_factory=list)  # its last 200 log records (not its kernels' output)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -86,8 +87,12 @@ def _spawn(name: str, argv: list[str], port: int) -> Server:
     def drain() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            server.log.append(line.decode(errors="replace"))
+            text = line.decode(errors="replace")
+            server.log.append(text)
             del server.log[:-200]
+            if text.startswith("[") and " portico]" in text[:40]:
+                server.own_log.append(text)
+                del server.own_log[:-200]
 
     threading.Thread(target=drain, daemon=True).start()
     return server

@@ -24,6 +24,8 @@ import orjson
 from servers import Server
 
 CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
+JOURNAL_MB = 32  # journal_max_bytes, Portico's default
+SLACK_MB = 64  # what the server may take besides the journals (buffers, fragmentation)
 
 
 @dataclass
@@ -138,7 +140,12 @@ async def client(http: aiohttp.ClientSession, server: Server, kernel_id: str, de
                         tally.errors.append(f"restart: {r.status} {await r.text()}")
             else:
                 await conn.close()
-                conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
+                try:
+                    conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
+                except aiohttp.WSServerHandshakeError as e:  # the kernel is dead: said, and this client stops
+                    tally.refused += 1
+                    tally.errors.append(f"reconnect: {e.status} {e.message}")
+                    return
     finally:
         await conn.close()
 
@@ -174,8 +181,11 @@ async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clie
     for error in tally.errors[:20]:
         print("  soak:", error, flush=True)
     if tally.errors:
-        print("  soak: the server's last log lines:", *server.log[-15:], sep="\n    ", flush=True)
+        print("  soak: the server's last log records:", *server.own_log[-20:], sep="\n    ", flush=True)
+    # What may grow: each kernel's journal, up to journal_max_bytes (Portico's default, 32 MB), and
+    # what the allocator keeps around it; RSS past this bound is a leak.
+    bound = rss0 + kernels * JOURNAL_MB + SLACK_MB
     return {"seconds": seconds, "executions": tally.executions, "lost": tally.lost, "cut (answered)": tally.cut,
             "REST refused": tally.refused, "restarts": tally.actions.get("restart", 0),
-            "reconnects": tally.actions.get("reconnect", 0), "RSS start MB": rss0, "RSS end MB": rss1,
+            "reconnects": tally.actions.get("reconnect", 0), "RSS start MB": rss0, "RSS end MB": rss1, "RSS bound MB": bound,
             "fds start": fds0, "fds end": fds1}

@@ -82,7 +82,7 @@ class Settings:
     cull_connected: bool = _opt(False, "Also cull idle kernels that have clients connected.")
     cull_busy: bool = _opt(False, "Also cull kernels that are busy.")
     # output journal and flow control
-    journal_max_bytes: int = _opt(32 * 1024 * 1024, "Bytes of iopub output kept per kernel for clients that reconnect; 0 turns the journal off.", minimum=0)
+    journal_max_bytes: int = _opt(32 * 1024 * 1024, "Bytes of iopub output kept per kernel for clients that reconnect, counted as memory (messages and their Python objects); 0 turns the journal off.", minimum=0)
     journal_max_age: float = _opt(600.0, "Seconds iopub output is kept in the journal.", minimum=0)
     limit_rate: bool = _opt(False, "Apply Jupyter Server's iopub rate limits (below) to each connection; off by default, Portico never drops output otherwise.")
     iopub_msg_rate_limit: float = _opt(1000.0, "With limit_rate: most iopub messages per second per connection; 0 for no limit.", minimum=0)

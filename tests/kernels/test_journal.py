@@ -9,18 +9,34 @@ from typing import Any
 import aiohttp
 import pytest
 
-from portico.kernels.journal import Journal
+from portico.kernels.journal import Journal, size_of
 from portico_testing import KernelClient, Server, start_kernel, start_server
 
 FLOOD = "from IPython.display import display\nfor i in range(20000): display({'text/plain': str(i)}, raw=True)"
 
 
 def test_journal_numbers_without_holes_and_evicts_oldest_by_bytes() -> None:
-    j = Journal(max_bytes=100, max_age=60)
+    entry = size_of([b"x" * 30])
+    j = Journal(max_bytes=3 * entry + 10, max_age=60)
     seqs = [j.append([b"x" * 30]) for _ in range(5)]
     assert seqs == [1, 2, 3, 4, 5]
-    assert (j.first_seq, j.next_seq, j.bytes) == (3, 6, 90)
+    assert (j.first_seq, j.next_seq, j.bytes) == (3, 6, 3 * entry)
     assert j.get(2) is None and j.get(3) == [b"x" * 30] and j.get(6) is None
+
+
+def test_the_byte_bound_counts_what_an_entry_costs_in_memory() -> None:
+    import tracemalloc
+    parts = [b"h" * 200, b"p" * 200, b"{}", b"c" * 100]
+    tracemalloc.start()
+    try:
+        j = Journal(max_bytes=1 << 30, max_age=60)
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(10_000):
+            j.append([p + str(i).encode() for p in parts])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.8 < j.bytes / held < 1.25, (j.bytes, held)
 
 
 def test_journal_evicts_by_age(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ async def test_kernelspecs_and_resources(http: aiohttp.ClientSession, server: Se
     assert body["default"] == "python3"
     spec = body["kernelspecs"]["python3"]
     assert spec["spec"]["language"] == "python" and spec["name"] == "python3"
+    assert spec["spec"]["kernel_protocol_version"] == "5.5"  # as ipykernel 7 writes it, for clients to read
     logo = spec["resources"]["logo-64x64"]
     assert logo == "/kernelspecs/python3/logo-64x64.png"
     async with http.get(server.url + logo.lstrip("/"), headers=server.headers) as r:

@@ -3,10 +3,12 @@ in the header, and not blocked by a long execution on the main shell."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server
+from portico_testing import KernelClient, Server, start_kernel
 
 PROTOCOLS = [pytest.param(True, id="v1"), pytest.param(False, id="json")]
 
@@ -39,3 +41,21 @@ async def test_a_subshell_answers_while_the_main_shell_is_busy(http: aiohttp.Cli
     reply = await client.next(lambda m: m["parent_header"].get("msg_id") == listed and m["channel"] == "control")
     assert reply["content"]["subshell_id"] == [subshell]
     await client.close()
+
+
+async def test_the_kernels_iopub_welcome_is_portico_s_and_reaches_no_client(http: aiohttp.ClientSession,
+                                                                            server: Server) -> None:
+    """ipykernel 7's XPUB greets each new subscription with iopub_welcome: that subscription is
+    Portico's, so the greeting is neither relayed nor journaled (it would read as the client's)."""
+    kid = await start_kernel(http, server)
+    early = await KernelClient.connect(http, server, kid, since=0)  # the journal from its first message
+    async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
+        assert r.status == 200  # a new subscription, greeted again
+    late = await KernelClient.connect(http, server, kid, since=0)
+    await asyncio.sleep(1)
+    for client in (early, late):
+        seen = []
+        while not client.messages.empty():
+            seen.append(client.messages.get_nowait()["header"]["msg_type"])
+        assert "status" in seen and "iopub_welcome" not in seen, seen
+        await client.close()

@@ -337,6 +337,7 @@ class KernelRelay:
 
     def _subscribe(self) -> tuple[zmq.asyncio.Socket, asyncio.Task[None]]:
         """The one iopub subscription of this kernel, and the task that fans it out."""
+        self.welcomed = asyncio.Event()  # the kernel greeted this subscription (protocol 5.5)
         sock = self.connect(zmq.SUB, "iopub")
         sock.setsockopt(zmq.RCVHWM, self.iopub_hwm)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -411,6 +412,12 @@ class KernelRelay:
     def _relay_iopub(self, frames: list[bytes]) -> None:
         parts = self.accept(frames, "iopub")
         if parts is None or (self.cut and self.was_cut(parts[1])):
+            return
+        if b'"iopub_welcome"' in parts[0]:
+            # Protocol 5.5 (ipykernel 7): the kernel's XPUB greets each new subscription. This
+            # one is Portico's own (clients subscribe to Portico, not to the kernel): not relayed.
+            self.numbering.lost_before(parts[0])
+            self.welcomed.set()
             return
         try:
             content = parts[3]
@@ -624,7 +631,9 @@ class KernelRelay:
 
         A SUB socket drops what is published before its subscription lands, so after each
         reply we wait for the status: idle that ends it on iopub, and ask again if it was
-        lost.  One request is outstanding at a time, and we return only once the kernel is
+        lost; once the kernel has greeted the subscription (iopub_welcome, protocol 5.5) the
+        idle is sure to come and is waited for, not asked again (a busy machine can take
+        longer than 50 ms).  One request is outstanding at a time, and we return only once the kernel is
         idle, so no status of ours arrives after the kernel is handed out.
         """
         sock = self.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
@@ -636,8 +645,11 @@ class KernelRelay:
                     try:
                         await sock.send_multipart(self.signer.frames(request.parts))
                         await sock.recv_multipart()
-                        async with asyncio.timeout(0.05):  # it follows the reply at once when subscribed
+                        if self.welcomed.is_set():  # subscribed for sure: the idle comes, however slowly
                             await idle.wait()
+                        else:
+                            async with asyncio.timeout(0.05):  # it follows the reply at once when subscribed
+                                await idle.wait()
                         if self._probe is None:  # learnt once, in the background, not in the start's time
                             self._probe = asyncio.create_task(self.probe_control())
                         return
