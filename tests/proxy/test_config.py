@@ -17,7 +17,7 @@ def test_toml_table_and_defaults(tmp_path: Path) -> None:
     config = load(load_settings({"config": str(toml), "proxy_entry_points": "false"}, {}))
     app, external = config.servers["app"], config.servers["external"]
     assert (app.command, app.timeout, app.absolute_url, app.launcher.title) == (["app", "--port", "{port}"], 7.0, True, "App")
-    assert (app.new_browser_tab, app.unix_socket, app.launcher.path_info) == (True, False, "app")
+    assert (app.new_browser_tab, app.unix_socket, app.launcher.path_info) == (True, False, "app/")  # as jupyter-server-proxy: no redirect
     assert not external.runs_process and external.port == 9999
 
 

@@ -179,7 +179,7 @@ def _launcher(value: Any, name: str) -> Launcher:
     if extra:
         raise ValueError(f"launcher_entry has unknown key {sorted(extra)[0]!r}")
     return Launcher(enabled=bool(value.get("enabled", True)), icon_path=str(value.get("icon_path", "")),
-                    title=str(value.get("title", name)), path_info=str(value.get("path_info", name)),
+                    title=str(value.get("title", name)), path_info=str(value.get("path_info", name + "/")),
                     category=str(value.get("category", "Notebook")))
 
 
