@@ -28,6 +28,9 @@ def png(width: int = 3, height: int = 2) -> bytes:
 PNG = png()
 CELLS = [
     "import json\nimport sys\nPEOPLE = {}\nGREETING = 'hello'",
+    # Kernel Gateway's api_intro pattern: a demo cell skipped when served (it sets KERNEL_GATEWAY=1)
+    "import os\nif not os.environ.get('KERNEL_GATEWAY'):\n    import a_module_only_the_demo_needs",
+    "# GET /served\nprint(os.environ.get('KERNEL_GATEWAY'))",
     '# GET /hello/world\nprint("hello world")',
     "# GET /hello/person\nreq = json.loads(REQUEST)\nprint(GREETING, ', '.join(req['args']['person']))",
     "# GET /hello/:name\nreq = json.loads(REQUEST)\nprint(GREETING, req['path']['name'])",
@@ -78,6 +81,14 @@ async def call(http: aiohttp.ClientSession, server: Server, method: str, path: s
     headers = {**server.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
     async with http.request(method, server.url + path.lstrip("/"), headers=headers, **kw) as r:  # type: ignore[arg-type]
         return r.status, r.headers, await r.read()
+
+
+async def test_kernels_are_told_they_are_served_as_kernel_gateway_tells_them(http: aiohttp.ClientSession,
+                                                                             server: Server) -> None:
+    """KERNEL_GATEWAY=1 is in the kernels' environment, so a demo cell that checks it is skipped
+    and the notebook starts (without it, the import in that cell fails the start)."""
+    status, _, body = await call(http, server, "GET", "/served")
+    assert (status, body) == (200, b"1\n")
 
 
 async def test_paths_query_arguments_and_priority(http: aiohttp.ClientSession, server: Server) -> None:

@@ -227,8 +227,12 @@ class Kernels:
         """A ready, seeded kernel outside the registry (not listed, not culled, no REST access).
 
         Its owner (a notebook HTTP API's pool) ends it with dispose() before shutdown_all.
+        KERNEL_GATEWAY=1 is set, as Kernel Gateway sets it: notebooks check it to skip demo
+        cells when served.  Not for the REST API's kernels: a notebook edited through them is
+        not being served, and would lose those cells.
         """
-        return await self._launch(str(uuid.uuid4()), name, cwd, self.base_env(), seed, options)
+        env = {**self.base_env(), "KERNEL_GATEWAY": "1"}
+        return await self._launch(str(uuid.uuid4()), name, cwd, env, seed, options)
 
     def seed_for(self, name: str) -> Seed | None:
         return self.seed if self.seed is not None and self.seed.kernel_name == name else None
