@@ -68,6 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     public = root / "static"
     public.mkdir()
     (public / "page.html").write_text("<p>static</p>")
+    (public / ".hidden").write_text("not for the public")
     notebook = write_notebook(root / "api.ipynb", CELLS)
     srv = start_server("--notebook", notebook, "--notebook-pool-max", "1", "--notebook-source",
                        "--notebook-public-dir", str(public),
@@ -176,6 +177,13 @@ async def test_source_public_and_specs(http: aiohttp.ClientSession, server: Serv
     assert status == 200 and "".join(json.loads(body)["cells"][1]["source"]) == CELLS[1]
     assert (await call(http, server, "GET", "/public/page.html"))[2] == b"<p>static</p>"
     assert (await call(http, server, "GET", "/public/../api.ipynb"))[0] == 404
+    for missing in ("/public/nothing.html", "/public/", "/public/sub/none.css", "/public/.hidden",
+                    "/public/%2e%2e/api.ipynb"):  # every 404 of the static directory is Portico's JSON
+        status, headers, body = await call(http, server, "GET", missing)
+        assert status in (403, 404) and headers["Content-Type"].startswith("application/json"), (missing, status)
+        assert json.loads(body)["message"]
+    status, headers, _ = await call(http, server, "HEAD", "/public/page.html")
+    assert status == 200 and headers["Content-Length"] == str(len(b"<p>static</p>"))
     _, _, body = await call(http, server, "GET", "/_api/spec/swagger.json")
     swagger = json.loads(body)
     validate(swagger)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from ..kernels.manager import Kernels
 from ..kernels.relay import RelayOptions
 from ..kernels.seed import Seed
 from ..page.routes import PAGE_SEGMENTS
+from ..paths import confine
 from ..settings import Settings, SettingsError
 from ..web.errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError
 from ..web.jsonio import json_response
@@ -265,7 +266,16 @@ class NotebookApis:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         if self.public_dir:
-            router.add_static(self.base_url + "public/", self.public_dir, append_version=False)
+            root = Path(self.public_dir).resolve()
+
+            async def public(request: web.Request) -> web.StreamResponse:
+                """A file of the public directory; anything else is Portico's JSON 404 (hidden names too)."""
+                path = confine(root, request.match_info["path"])
+                if not path.is_file():
+                    raise NotFound(f"No file {request.match_info['path']!r} in the public directory.")
+                return web.FileResponse(path)
+
+            router.add_get(self.base_url + "public/{path:.*}", public)
         for mount in self.mounts:
             mount.add_to(router)
 
