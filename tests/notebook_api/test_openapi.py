@@ -82,3 +82,15 @@ def test_the_swagger_variant_serves_its_own_document(tmp_path: Path) -> None:
             assert json.loads(r.read()) == document
     finally:
         server.stop()
+
+
+def test_operation_ids_are_unique_whatever_the_paths(tmp_path: Path) -> None:
+    """A literal segment, a parameter and a path that reads like the parameter's id all differ."""
+    from portico.notebook_api.openapi import operation_ids
+    from portico.notebook_api.parse import COMMENT_PREFIXES, load
+
+    path = write_notebook(tmp_path / "api.ipynb", ["# GET /hello/person\n1", "# GET /hello/:person\n1", "# GET /hello/by/person\n1",
+                           "# GET /hello/by_person\n1"])
+    api = load(str(path), kernel_name="", installed={"python3": "python"}, prefixes=COMMENT_PREFIXES)
+    ids = operation_ids(api.routes)
+    assert len(set(ids)) == 4 and ids[:2] == ["get_hello_person", "get_hello_by_person"]

@@ -193,6 +193,10 @@ async def test_source_public_and_specs(http: aiohttp.ClientSession, server: Serv
     spec = json.loads(body)
     validate(spec)  # type: ignore[arg-type]
     assert set(spec["paths"]["/people/{id}"]) == {"put", "delete"}
+    for document in (swagger, spec):  # OpenAPI requires unique operationIds: /hello/person vs /hello/:name
+        ids = [op["operationId"] for methods in document["paths"].values() for op in methods.values()]
+        assert len(ids) == len(set(ids)), sorted(ids)
+    assert spec["paths"]["/hello/{name}"]["get"]["operationId"] == "get_hello_by_name"
 
 
 def test_readme_notebook_example_runs() -> None:

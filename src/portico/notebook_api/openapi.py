@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from .parse import NotebookApi, Route
@@ -24,11 +25,28 @@ ERRORS = {
 
 
 def operation_id(route: Route) -> str:
+    """The route's own operationId, else one made of its verb and path (`:name` as `by_name`)."""
     given = route.operation.get("operationId")
     if isinstance(given, str) and given:
         return given
-    words = re.sub(r"[^A-Za-z0-9]+", "_", route.path).strip("_")
+    path = re.sub(r":([A-Za-z0-9_]+)", r"by_\1", route.path)
+    words = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
     return f"{route.verb.lower()}_{words or 'root'}"
+
+
+def operation_ids(routes: Sequence[Route]) -> list[str]:
+    """One operationId per route, unique in the document as OpenAPI requires: a repeat gets _2, _3."""
+    ids: list[str] = []
+    taken: set[str] = set()
+    for route in routes:
+        base = candidate = operation_id(route)
+        n = 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}_{n}"
+        taken.add(candidate)
+        ids.append(candidate)
+    return ids
 
 
 def _summary(route: Route) -> str:
@@ -37,11 +55,11 @@ def _summary(route: Route) -> str:
 
 def openapi(api: NotebookApi, server_url: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for route in api.routes:
+    for route, op_id in zip(api.routes, operation_ids(api.routes)):
         errors = {code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
                   for code, text in ERRORS.items()}
         operation: dict[str, Any] = {
-            "operationId": operation_id(route),
+            "operationId": op_id,
             "summary": _summary(route),
             "responses": {"200": {"description": "What the cell printed, displayed or returned",
                                   "content": {"*/*": {"schema": {}}}},
@@ -79,9 +97,9 @@ def swagger(api: NotebookApi, base_path: str) -> dict[str, Any]:
     if api.document is not None and str(api.document.get("swagger", "")).startswith("2"):
         return api.document
     paths: dict[str, dict[str, Any]] = {}
-    for route in api.routes:
+    for route, op_id in zip(api.routes, operation_ids(api.routes)):
         operation: dict[str, Any] = {
-            "operationId": operation_id(route),
+            "operationId": op_id,
             "summary": _summary(route),
             "produces": ["text/plain", "application/json"],
             "responses": {"200": {"description": "Success"},
