@@ -23,6 +23,7 @@ from .test_routes import CELLS
 KERNEL_GATEWAY = Path(sys.executable).parent / "jupyter-kernelgateway"
 REQUESTS: list[tuple[str, str, dict[str, object]]] = [
     ("GET", "/hello/world", {}),
+    ("GET", "/served", {}),  # KERNEL_GATEWAY=1 in both servers' kernels
     ("GET", "/hello/person?person=ann&person=bo", {}),
     ("GET", "/hello/zed", {}),
     ("POST", "/people", {"json": {"id": "ann", "age": 7}}),
