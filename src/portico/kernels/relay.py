@@ -413,14 +413,14 @@ class KernelRelay:
         parts = self.accept(frames, "iopub")
         if parts is None or (self.cut and self.was_cut(parts[1])):
             return
-        if b'"iopub_welcome"' in parts[0]:
+        content = parts[3]
+        if len(content) < 64 and b'"subscription"' in content and b'"iopub_welcome"' in parts[0]:
             # Protocol 5.5 (ipykernel 7): the kernel's XPUB greets each new subscription. This
             # one is Portico's own (clients subscribe to Portico, not to the kernel): not relayed.
             self.numbering.lost_before(parts[0])
             self.welcomed.set()
             return
         try:
-            content = parts[3]
             if len(content) < 64 and b"execution_state" in content:
                 state = orjson.loads(content).get("execution_state", "")
                 self.on_status(state)
@@ -600,8 +600,13 @@ class KernelRelay:
         have died in the kernel's queue.  Every client is told, in that request's output."""
         text = (f"[Portico] The kernel {why} before all the output of this request reached Portico: "
                 "the end of it may be missing.\n")
+        self._notice(text, None, parent)
+
+    def _notice(self, text: str, lost: int | None, parent: dict[str, Any] | None) -> None:
+        """A stderr stream from Portico to every client, in parent's output, with metadata.portico_lost
+        (how many messages were lost; None when the count is not known)."""
         built = wire.build("stream", {"name": "stderr", "text": text}, parent)
-        self.broadcast([built.parts[0], built.parts[1], orjson.dumps({"portico_lost": None}), built.parts[3]])
+        self.broadcast([built.parts[0], built.parts[1], orjson.dumps({"portico_lost": lost}), built.parts[3]])
 
     def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
         """Every client is told, in the output of the request the gap ended in, how much is missing."""
@@ -609,9 +614,7 @@ class KernelRelay:
                     lost)
         text = (f"[Portico] {lost} output messages from the kernel were lost before they reached Portico: the "
                 "kernel's iopub queue overflowed while Portico was not reading (see kernel_iopub_hwm).\n")
-        parent = orjson.loads(parts[1]) if parts[1] != b"{}" else None
-        built = wire.build("stream", {"name": "stderr", "text": text}, parent)
-        self.broadcast([built.parts[0], built.parts[1], orjson.dumps({"portico_lost": lost}), built.parts[3]])
+        self._notice(text, lost, orjson.loads(parts[1]) if parts[1] != b"{}" else None)
 
     def broadcast(self, parts: list[bytes]) -> None:
         seq = self.journal.append(parts)
