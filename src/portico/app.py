@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -40,8 +41,10 @@ def api_spec(settings: Settings) -> dict[str, Any]:
 class ServerRoutes:
     """/api, /api/status, the API description and /metrics."""
 
-    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics, notebooks: NotebookApis) -> None:
+    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics, notebooks: NotebookApis,
+                 proxy: ProxyRoutes) -> None:
         self.settings = settings
+        self.proxy = proxy
         self.kernels = kernels
         self.notebooks = notebooks
         self.metrics = metrics
@@ -64,7 +67,8 @@ class ServerRoutes:
         last = self.kernels.last_activity()
         return json_response({"started": iso(self.started), "last_activity": iso(last or self.started),
                               "kernels": len(self.kernels.kernels), "connections": self.kernels.connections(),
-                              "notebooks": self.notebooks.status()})
+                              "notebooks": self.notebooks.status(),
+                              "broken_plugins": [asdict(b) for b in self.proxy.config.broken]})
 
     async def spec_as_yaml(self, request: web.Request) -> web.Response:
         return web.Response(text=self.spec_yaml, content_type="application/yaml")
@@ -85,7 +89,7 @@ def build_app(settings: Settings) -> web.Application:
     )
     proxy = ProxyRoutes(settings)
     notebooks = NotebookApis(settings, kernels, set(proxy.processes))
-    ServerRoutes(settings, kernels, metrics, notebooks).add_to(app.router)
+    ServerRoutes(settings, kernels, metrics, notebooks, proxy).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
     ContentsRoutes(settings).add_to(app.router)
     if settings.page:

@@ -110,7 +110,7 @@ class Settings:
     servers: dict[str, Any] = _opt({}, "Proxied servers, jupyter-server-proxy's options per name: a [servers.NAME] table in the TOML file, or JSON.")
     proxy_config: str = _opt("", "A Python file setting c.ServerProxy.servers (and host_allowlist, non_service_rewrite_response) as jupyter-server-proxy's config does; callables allowed.")
     proxy_entry_points: bool = _opt(True, "Load the servers of installed jupyter_serverproxy_servers entry points (plugin packages).")
-    proxy_unknown_options: str = _opt("error", "An unknown server option stops the start (error) or is logged and ignored (warn).", choices=("error", "warn"))
+    proxy_unknown_options: str = _opt("error", "An unknown server option in Portico's own configuration (servers, proxy_config) stops the start (error) or is logged and ignored (warn); in a plugin's entry point it is always logged and ignored.", choices=("error", "warn"))
     proxy_host_allowlist: list[str] = _opt(["localhost", "127.0.0.1", "::1"], "Hosts /proxy/HOST:PORT/ may reach.")
     proxy_env_inherit: list[str] = _opt(DEFAULT_INHERITED_ENV, "Server environment variables a proxied process inherits besides PATH (its `environment` adds more).")
     proxy_connect_timeout: float = _opt(10.0, "Seconds to connect to a backend before answering 504.", minimum=0.1)

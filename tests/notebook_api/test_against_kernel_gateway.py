@@ -115,3 +115,10 @@ async def test_where_portico_departs_on_purpose(http: aiohttp.ClientSession, bot
                     await ask(http, kernel_gateway, "GET", "/bad-info", {}))
     assert ours[0] == 500 and "must print one JSON object" in ours[3]
     assert (theirs[0], theirs[3]) == (200, "")
+    # text after an annotation's path: both start; Kernel Gateway takes the whole rest of the line as the
+    # path (listed so in its Swagger document, and no request reaches it), Portico serves the path alone
+    ours, theirs = (await ask(http, portico, "GET", "/fakeprint", {}),
+                    await ask(http, kernel_gateway, "GET", "/fakeprint", {}))
+    assert (ours[0], ours[3], theirs[0]) == (200, "fake\n", 404)
+    theirs_spec = json.loads((await ask(http, kernel_gateway, "GET", "/_api/spec/swagger.json", {}))[3])
+    assert "/fakeprint 'I am not a real lang!'" in theirs_spec["paths"]

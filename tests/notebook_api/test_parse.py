@@ -46,6 +46,20 @@ def test_timeout_option_and_other_verbs(tmp_path: Path) -> None:
     assert routes["PATCH"].timeout == 2.5 and routes["HEAD"].timeout is None and "DELETE" in routes
 
 
+def test_text_after_the_path_is_a_comment_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Kernel Gateway's own notebooks write `# GET /fakeprint 'I am not a real lang!'`: served as /fakeprint;
+    a word that looks like an option still has to be a known one."""
+    api = parse(tmp_path, ["# GET /fakeprint 'I am not a real lang!'\nprint(1)", "# GET /t timeout=3 (slow)\n1"])
+    routes = {r.path: r for r in api.routes}  # type: ignore[attr-defined]
+    assert set(routes) == {"/fakeprint", "/t"} and routes["/t"].timeout == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "api.ipynb, code cell 1: ignoring \"'I am not a real lang!'\" after the path" in warnings[0]
+    assert "code cell 2: ignoring '(slow)'" in warnings[1]
+    with pytest.raises(SettingsError, match="code cell 1: unknown annotation option 'speed=3'"):
+        parse(tmp_path, ["# GET /a a remark speed=3\n1"])
+
+
 def test_other_languages_use_their_comment_prefix(tmp_path: Path) -> None:
     api = parse(tmp_path, ["// GET /s\nprintln(1)", "# GET /not-an-annotation-in-scala"],
                 kernel="scala", language="scala")

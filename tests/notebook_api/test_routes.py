@@ -32,6 +32,8 @@ CELLS = [
     "import os\nif not os.environ.get('KERNEL_GATEWAY'):\n    import a_module_only_the_demo_needs",
     "# GET /served\nprint(os.environ.get('KERNEL_GATEWAY'))",
     '# GET /hello/world\nprint("hello world")',
+    # Kernel Gateway's own test notebooks: text after the path is a comment (Portico warns at start-up)
+    "# GET /fakeprint 'I am not a real lang!'\nprint('fake')",
     "# GET /hello/person\nreq = json.loads(REQUEST)\nprint(GREETING, ', '.join(req['args']['person']))",
     "# GET /hello/:name\nreq = json.loads(REQUEST)\nprint(GREETING, req['path']['name'])",
     "# GET /people\nprint(json.dumps(sorted(PEOPLE)))",

@@ -17,13 +17,37 @@ from portico_testing import Server, start_server
 PANEL_APP = "import panel as pn\n\npn.panel('Hello from a Panel app').servable()\n"
 
 
+# Broken plugin packages, installed as pip installs them (a dist-info with entry_points.txt on the
+# path): a release whose module is missing, and one that needs an environment only JupyterHub sets.
+BROKEN = {
+    "missing_module_proxy": ("gone = missing_module_proxy_pkg:setup", None),
+    "hub_only_proxy": ("hubonly = hub_only_proxy:setup",
+                       "import os\n\ndef setup():\n    return {'command': ['true'], "
+                       "'environment': {'PREFIX': os.environ['JUPYTERHUB_SERVICE_PREFIX']}}\n"),
+    "reserved_name_proxy": ("api = reserved_name_proxy:setup",
+                            "def setup():\n    return {'command': ['true']}\n"),
+}
+
+
+def install_broken_plugins(site: Path) -> None:
+    for package, (entry_point, module) in BROKEN.items():
+        info = site / f"{package}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[jupyter_serverproxy_servers]\n{entry_point}\n")
+        if module is not None:
+            (site / f"{package}.py").write_text(module)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("plugins")
     (root / "examples").mkdir()
     (root / "examples" / "app.py").write_text(PANEL_APP)
+    install_broken_plugins(root / "site")
     bin_dir = str(Path(sys.executable).parent)  # `panel` is on PATH, as in an activated environment
-    srv = start_server("--root-dir", str(root), "--proxy-entry-points", "true", env={"PATH": bin_dir + os.pathsep + os.environ["PATH"]})
+    env = {"PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(root / "site")}
+    srv = start_server("--root-dir", str(root), "--proxy-entry-points", "true", env=env)
     yield srv
     srv.stop()
 
@@ -53,3 +77,28 @@ async def test_jupyter_panel_proxy_with_its_websocket(http: aiohttp.ClientSessio
         assert ws.protocol == "bokeh"
         msg = await ws.receive(timeout=60)
         assert msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["msgtype"] == "ACK"
+
+
+async def test_plugins_that_fail_to_load_are_reported_and_the_others_served(http: aiohttp.ClientSession,
+                                                                            server: Server) -> None:
+    """As jupyter-server-proxy: a warning naming the entry point and the error, the plugin served
+    nowhere, every other plugin served; and /api/status tells an operator which ones broke."""
+    async with http.get(server.url + "api/status", headers=server.headers) as r:
+        broken = {b["name"]: b for b in (await r.json())["broken_plugins"]}
+    assert set(broken) == {"gone", "hubonly", "api"}
+    assert broken["gone"]["entry_point"] == "missing_module_proxy_pkg:setup"
+    assert broken["gone"]["error"].startswith("ModuleNotFoundError")
+    assert broken["hubonly"]["error"] == "KeyError: 'JUPYTERHUB_SERVICE_PREFIX'"
+    assert "one of Portico's own routes" in broken["api"]["error"]
+    async with http.get(server.url + "server-proxy/servers-info", headers=server.headers) as r:
+        names = {s["name"] for s in (await r.json())["server_processes"]}
+    assert {"hello", "panel"} <= names and not names & set(broken)
+    async with http.get(server.url + "hubonly/", headers=server.headers) as r:
+        assert r.status == 404
+    async with http.get(server.url + "hello/", headers=server.headers) as r:
+        assert r.status == 200
+    async with http.get(server.url + "api", headers=server.headers) as r:
+        assert r.status == 200  # the reserved name took nothing of Portico's
+    log = "".join(server.stderr)
+    assert "proxy plugin 'hubonly' (entry point hub_only_proxy:setup) failed to load" in log
+    assert "KeyError: 'JUPYTERHUB_SERVICE_PREFIX'" in log

@@ -3,6 +3,8 @@
     # GET /hello/:name            an endpoint cell (cells with the same verb and path are joined)
     # ResponseInfo GET /hello/:name   prints {"status": ..., "headers": {...}} for that endpoint
     # GET /slow timeout=5         options after the path: timeout (seconds) for this route
+    # GET /a any other words      text after the path that is not name=value: a comment, ignored
+                                  as Kernel Gateway ignores it, with a start-up warning naming the cell
     any other code cell           a seed cell: run in every kernel of the pool before it serves
 
 The comment prefix is the kernel language's ('#' for Python).  Kernel Gateway's swagger
@@ -14,6 +16,7 @@ wrong with a notebook is a SettingsError naming the file, the cell and the probl
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +42,9 @@ PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SAFE_IN_PATH = "/:@!$&'()*+,;=-._~"
 OPTIONS = ("timeout",)
+OPTION_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*=")  # what is held to Portico's option rules
+
+log = logging.getLogger("portico")
 
 
 @dataclass(frozen=True)
@@ -184,10 +190,19 @@ class CellParser:
         return bool(m.group(1)), m.group(2), path, m.group(4)
 
     def _options(self, number: int, rest: str) -> dict[str, float]:
+        """name=value words are options, checked strictly; any other text is a comment, as in Kernel Gateway."""
         options: dict[str, float] = {}
-        for word in rest.split():
-            name, sep, value = word.partition("=")
-            if not sep or name not in OPTIONS:
+        words = rest.split()
+        comment = [w for w in words if not OPTION_LIKE.match(w)]
+        if comment:
+            log.warning("notebook %s, code cell %d: ignoring %r after the path in its annotation, as "
+                        "Kernel Gateway does (options are name=value, e.g. timeout=5)",
+                        self.file, number, " ".join(comment))
+        for word in words:
+            if not OPTION_LIKE.match(word):
+                continue
+            name, _, value = word.partition("=")
+            if name not in OPTIONS:
                 raise SettingsError(f"notebook {self.file}, code cell {number}: unknown annotation option "
                                     f"{word!r}; known: timeout=SECONDS")
             try:

@@ -3,8 +3,12 @@
 Sources, later ones winning for the same name: installed `jupyter_serverproxy_servers`
 entry points (each a callable returning an options dict), the Python file of the option
 proxy_config (`c.ServerProxy.servers = {...}`, as in jupyter_server_config.py), and the
-`servers` option (a [servers.NAME] table in Portico's TOML file).  A bad option is a
-SettingsError naming the server and the option.
+`servers` option (a [servers.NAME] table in Portico's TOML file).  A bad option in Portico's
+own configuration is a SettingsError naming the server and the option: it stops the start.
+A plugin package does not: one whose entry point raises or returns bad options is logged as
+a warning, served nowhere and reported (ProxyConfig.broken, shown in /api/status), as
+jupyter-server-proxy serves the other plugins; an unknown option in a plugin is ignored with
+a warning whatever proxy_unknown_options says, since an operator cannot edit the package.
 """
 
 from __future__ import annotations
@@ -184,11 +188,19 @@ def _launcher(value: Any, name: str) -> Launcher:
 
 
 # sources ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrokenPlugin:
+    name: str
+    entry_point: str
+    error: str
+
+
 @dataclass
 class ProxyConfig:
     servers: dict[str, ServerSpec]
     host_allowlist: list[str] | Callable[..., bool]
     non_service_rewrite_response: tuple[Callable[..., Any], ...] = ()
+    broken: tuple[BrokenPlugin, ...] = ()  # plugins whose entry point failed: served nowhere
 
 
 class _Section:
@@ -207,14 +219,16 @@ class _Section:
 def load(settings: Settings) -> ProxyConfig:
     unknown = settings.proxy_unknown_options
     servers: dict[str, ServerSpec] = {}
+    broken: list[BrokenPlugin] = []
     if settings.proxy_entry_points:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            source = f"entry point {ep.value}"
             try:
-                options = ep.load()()
-            except Exception as e:
-                raise SettingsError(f"server {ep.name!r} ({source}) failed to load: {e}") from None
-            servers[ep.name] = make_spec(ep.name, options, source, unknown)
+                servers[ep.name] = make_spec(ep.name, ep.load()(), f"entry point {ep.value}", "warn")
+            except Exception as e:  # anything a third-party package does on import or call
+                error = f"{type(e).__name__}: {e}"
+                log.warning("proxy plugin %r (entry point %s) failed to load and is not served: %s",
+                            ep.name, ep.value, error)
+                broken.append(BrokenPlugin(ep.name, ep.value, error))
     host_allowlist: list[str] | Callable[..., bool] = list(settings.proxy_host_allowlist)
     rewrites: tuple[Callable[..., Any], ...] = ()
     if settings.proxy_config:
@@ -227,7 +241,7 @@ def load(settings: Settings) -> ProxyConfig:
             rewrites = _callables(section["non_service_rewrite_response"])
     for name, options in settings.servers.items():
         servers[name] = make_spec(name, options, "option servers", unknown)
-    return ProxyConfig(servers, host_allowlist, rewrites)
+    return ProxyConfig(servers, host_allowlist, rewrites, tuple(broken))
 
 
 def _python_config(path: str) -> dict[str, Any]:

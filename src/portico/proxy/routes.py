@@ -31,7 +31,7 @@ from ..settings import Settings, SettingsError
 from ..web.errors import Forbidden, NotFound
 from ..web.jsonio import json_response
 from . import config, websocket
-from .config import ProxyConfig, ServerSpec, call_with
+from .config import BrokenPlugin, ProxyConfig, ServerSpec, call_with
 from .http import Forwarder, Target
 from .supervisor import Backend, Process
 
@@ -44,9 +44,14 @@ class ProxyRoutes:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config: ProxyConfig = config.load(settings)
-        for name in self.config.servers:
+        for name, spec in list(self.config.servers.items()):
             if name in RESERVED:
-                raise SettingsError(f"server {name!r}: the name is one of Portico's own routes; choose another")
+                problem = f"server {name!r}: the name is one of Portico's own routes"
+                if not spec.source.startswith("entry point"):
+                    raise SettingsError(problem + "; choose another")
+                log.warning("proxy plugin %s is not served: %s", spec.source, problem)
+                del self.config.servers[name]
+                self.config.broken += (BrokenPlugin(name, spec.source.removeprefix("entry point "), problem),)
         self.processes = {name: Process(spec, settings) for name, spec in self.config.servers.items()}
         self.forwarder = Forwarder(settings.token, settings.proxy_connect_timeout, settings.proxy_response_timeout)
         self.icons = {name: Path(spec.launcher.icon_path) for name, spec in self.config.servers.items()
