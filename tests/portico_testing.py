@@ -13,14 +13,18 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.test_utils import TestClient, TestServer
 
+from portico.app import build_app
 from portico.kernels import wire
+from portico.settings import Settings
 
 URL_LINE = re.compile(r"serving at (\S+)")
 
@@ -334,3 +338,26 @@ def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subproces
          "--max-examples", str(examples), "--seed", "1", "--generation-database", "none",
          "--report-dir", str(workdir)],
         capture_output=True, text=True, timeout=300, cwd=workdir)
+
+
+TOKEN_HEADERS = {"Authorization": "token test-token"}
+
+
+@asynccontextmanager
+async def in_process(**options: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    """The whole app in this test's event loop, on 127.0.0.1 and an ephemeral port, its start-up and
+    shutdown run as the server runs them; a subprocess only where the command line or signals matter."""
+    defaults: dict[str, Any] = {"token": "test-token", "pool_size": 0, "proxy_entry_points": False}
+    app = build_app(Settings(**{**defaults, **options}))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    """Poll check until it holds; the deadline is for a stall (a busy machine is only slower)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"stalled: {what} did not happen within {timeout} s") from None

@@ -15,6 +15,7 @@ from aiohttp import web
 from . import __version__
 from .contents.routes import ContentsRoutes
 from .kernels.manager import Kernels, iso
+from .kernels.metrics import KernelCollector
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
 from .kernels.specs import Specs
@@ -22,6 +23,7 @@ from .notebook_api.routes import NotebookApis
 from .page.routes import PageRoutes
 from .proxy.routes import ProxyRoutes
 from .settings import Settings
+from .urls import Owners
 from .web.auth import Guard
 from .web.errors import error_middleware
 from .web.jsonio import json_response
@@ -81,14 +83,15 @@ def build_app(settings: Settings) -> web.Application:
     specs = Specs(settings.base_url, settings.default_kernel_name)
     kernels = Kernels(settings, specs)
     sessions = Sessions(kernels)
-    metrics = Metrics(kernels)
+    metrics = Metrics([KernelCollector(kernels)])
     guard = Guard(settings)
     app = web.Application(
         middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
         client_max_size=settings.max_body_size,
     )
-    proxy = ProxyRoutes(settings)
-    notebooks = NotebookApis(settings, kernels, set(proxy.processes))
+    owners = Owners(page=settings.page)
+    proxy = ProxyRoutes(settings, owners)
+    notebooks = NotebookApis(settings, kernels, owners)
     ServerRoutes(settings, kernels, metrics, notebooks, proxy).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
     ContentsRoutes(settings).add_to(app.router)

@@ -16,7 +16,8 @@ from aiohttp import web
 from . import __version__, settings as options
 from .app import build_app
 from .logs import AccessLogger, configure
-from .settings import Settings, SettingsError
+from .settings import Settings
+from .errors import SettingsError
 from .web.auth import new_token
 
 log = logging.getLogger("portico")

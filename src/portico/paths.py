@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .web.errors import BadRequest, Forbidden, NotFound
+from .errors import BadRequest, Forbidden, NotFound
 
 
 def clean(api_path: Any, field: str = "path") -> str:

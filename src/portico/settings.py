@@ -17,11 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import SettingsError
+
 ENV_PREFIX = "PORTICO_"
-
-
-class SettingsError(ValueError):
-    """A bad option: the message names the option and what is expected."""
 
 
 def _opt(default: Any, help: str, *, minimum: float | None = None, choices: tuple[str, ...] = ()) -> Any:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from portico.notebook_api.exchange import Outputs, body, cell_error, request_code, response_info
-from portico.web.errors import CellFailed
+from portico.errors import CellFailed
 
 PNG = base64.b64encode(b"\x89PNG fake bytes").decode()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from portico.notebook_api.parse import COMMENT_PREFIXES, comment_prefixes, load
-from portico.settings import SettingsError
+from portico.errors import SettingsError
 from portico_testing import write_notebook
 
 INSTALLED = {"python3": "python", "scala": "scala"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, processes_with, start_server, write_notebook
+from portico_testing import TOKEN_HEADERS, Server, in_process, processes_with, start_server, write_notebook
 
 CELLS = [
     "import json, os, signal, time\nSEEDED = 'yes'",
@@ -169,3 +169,18 @@ async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSessio
     assert status == 503 and "shutting down" in body  # told, not cut off
     assert processes_with(marker) == []
 
+
+
+async def test_a_shutdown_during_a_timed_out_requests_recovery_ends_its_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request over its timeout leaves its kernel being interrupted; a shutdown at that moment used to
+    leave that kernel running (its disposal was a task the shutdown cancelled)."""
+    marker = f"{os.getpid()}-{id(tmp_path)}"
+    monkeypatch.setenv("MARKER", marker)
+    notebook = write_notebook(tmp_path / "api.ipynb", ["# GET /slow timeout=0.3\nimport time\ntime.sleep(60)"])
+    async with in_process(root_dir=str(tmp_path), notebook=[notebook], notebook_pool_max=1,
+                          kernel_env_inherit=["PATH", "MARKER"]) as client:
+        async with client.get("/slow", headers=TOKEN_HEADERS) as r:
+            assert r.status == 504
+        assert len(processes_with(f"MARKER={marker}")) == 1
+    assert processes_with(f"MARKER={marker}") == []

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from portico.proxy.config import call_with, load, make_spec
-from portico.settings import Settings, SettingsError, load as load_settings
+from portico.errors import SettingsError
+from portico.settings import Settings, load as load_settings
 
 
 def test_toml_table_and_defaults(tmp_path: Path) -> None:
@@ -91,8 +92,9 @@ def test_a_bad_server_stops_the_start_in_one_line(servers: str, problem: str) ->
 
 def test_host_allow_list_names_ranges_and_wildcards() -> None:
     from portico.proxy.routes import ProxyRoutes
+    from portico.urls import Owners
 
     routes = ProxyRoutes(Settings(proxy_entry_points=False,
-                                  proxy_host_allowlist=["localhost", "10.0.0.0/8", "*.internal"]))
+                                  proxy_host_allowlist=["localhost", "10.0.0.0/8", "*.internal"]), Owners(page=True))
     assert [routes._host_allowed(h) for h in ("localhost", "10.1.2.3", "db.internal", "11.0.0.1", "a.b.internal",
                                               "example.org")] == [True, True, True, False, False, False]

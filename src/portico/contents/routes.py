@@ -16,7 +16,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..settings import Settings
-from ..web.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, PorticoError
+from ..errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, PorticoError
 from ..web.jsonio import json_body, json_response
 from .store import Store
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import paths
 from ..kernels.manager import iso
-from ..web.errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 
 CHECKPOINT_DIR = ".ipynb_checkpoints"
 CHECKPOINT_ID = "checkpoint"  # one checkpoint per file, as Jupyter Server's file checkpoints keep

@@ -24,9 +24,9 @@ from jupyter_client.manager import AsyncKernelManager
 from ..environment import inherited, without_secrets
 from ..paths import confine
 from ..settings import Settings
-from ..web.errors import BadRequest, Conflict, Forbidden, LimitReached, NotFound, Unavailable
+from ..errors import BadRequest, Close, Conflict, Forbidden, LimitReached, NotFound, Unavailable
 from .pool import Pool
-from .relay import CLOSE_KERNEL_GONE, KernelRelay, RelayOptions, Stats
+from .relay import KernelRelay, RelayOptions, Stats
 from .seed import Seed
 from .specs import Specs
 
@@ -118,6 +118,7 @@ class Kernels:
         self._context: zmq.asyncio.Context | None = None
         self._starting = 0
         self._reserved: set[str] = set()  # ids of kernels being started
+        self._alive: set[Kernel] = set()  # every kernel started and not yet disposed, whoever owns it
         self._ipc_dir: str | None = None
         self._culler: asyncio.Task[None] | None = None
         s = settings
@@ -277,9 +278,11 @@ class Kernels:
         km.iopub_hwm = self.settings.kernel_iopub_hwm
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
         kernel = Kernel(kernel_id, name, km, seed=seed)
+        self._alive.add(kernel)
         try:
             await km.start_kernel(cwd=cwd, env=env)
         except BaseException as e:  # a failed or cancelled start leaves no process behind
+            self._alive.discard(kernel)
             if km.has_kernel:
                 await asyncio.shield(km.shutdown_kernel(now=True))
             if not isinstance(e, Exception):
@@ -446,6 +449,7 @@ class Kernels:
         await self._dispose(kernel, reason)
 
     async def _dispose(self, kernel: Kernel, reason: str) -> None:
+        self._alive.discard(kernel)
         if kernel.watcher is not None:
             kernel.watcher.cancel()
         if kernel.relay is not None:
@@ -457,7 +461,7 @@ class Kernels:
 
     async def disconnect_all(self, reason: str) -> None:
         relays = [k.relay for k in self.kernels.values() if k.relay is not None]
-        await asyncio.gather(*(r.disconnect_all(CLOSE_KERNEL_GONE, reason) for r in relays), return_exceptions=True)
+        await asyncio.gather(*(r.disconnect_all(Close.GOING_AWAY, reason) for r in relays), return_exceptions=True)
 
     async def shutdown_all(self) -> None:
         if self._culler is not None:
@@ -467,6 +471,11 @@ class Kernels:
         await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids),
                              *(self._dispose(k, "warm kernel shut down with the server") for k in warm),
                              return_exceptions=True)
+        stray = list(self._alive)  # an owner's (a notebook API's pool) that it did not end: none outlives us
+        for kernel in stray:
+            log.warning("kernel %s (%s) was still running at shutdown outside the registry; ending it",
+                        kernel.id, kernel.name)
+        await asyncio.gather(*(self._dispose(k, "shut down with the server") for k in stray), return_exceptions=True)
         if self._context is not None:
             self._context.destroy(linger=0)
         if self._ipc_dir is not None:

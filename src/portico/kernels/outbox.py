@@ -25,9 +25,10 @@ from collections.abc import Callable
 import orjson
 from aiohttp import WSMsgType, web
 
+from ..errors import Close
+
 log = logging.getLogger("portico")
 
-CLOSE_TOO_SLOW = 4008
 MAX_COALESCED = 64 * 1024  # a merged stream message stops growing at 64 KiB (merging copies it)
 
 Encoder = Callable[[list[bytes], int], tuple[bytes, bool]]
@@ -136,7 +137,7 @@ class Outbox:
     async def _drop(self, why: str) -> None:
         log.warning("dropping a WebSocket client: %s", why)
         self._queue.clear()
-        await self.close(CLOSE_TOO_SLOW, "client too slow: output buffer limit reached; reconnect to replay")
+        await self.close(Close.TOO_SLOW, "client too slow: output buffer limit reached; reconnect to replay")
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a code and reason; a client that will not take even that is cut off.

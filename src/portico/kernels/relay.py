@@ -25,14 +25,13 @@ import zmq
 import zmq.asyncio
 from aiohttp import WSMsgType, web
 
+from ..errors import Close
 from . import wire
 from .journal import Journal
 from .outbox import Outbox, RateLimit
 
 log = logging.getLogger("portico")
 
-CLOSE_REPLACED = 4000  # a newer connection with the same session_id took over
-CLOSE_KERNEL_GONE = 1001  # the kernel was shut down or culled
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
 DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain at a restart
 BARRIER_LIMIT = 10.0  # s a restart waits at most for the iopub the kernel published before it
@@ -687,7 +686,7 @@ class KernelRelay:
                     abort: Callable[[], None]) -> None:
         stale = self.clients.pop(session_id, None)
         if stale is not None:
-            await stale.close(CLOSE_REPLACED, "replaced by a newer connection with the same session_id")
+            await stale.close(Close.REPLACED, "replaced by a newer connection with the same session_id")
             self._remember(stale)
         position = since if since is not None else self.positions.pop(session_id, None)
         client = Client(self, ws, session_id, since is not None, abort)
@@ -741,7 +740,7 @@ class KernelRelay:
         await asyncio.gather(*(c.close(code, reason) for c in clients), return_exceptions=True)
 
     async def close(self, reason: str) -> None:
-        await self.disconnect_all(CLOSE_KERNEL_GONE, reason)
+        await self.disconnect_all(Close.GOING_AWAY, reason)
         self._task.cancel()
         if self._probe is not None:
             self._probe.cancel()

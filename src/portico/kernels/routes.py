@@ -8,7 +8,7 @@ import uuid
 from aiohttp import web
 
 from ..settings import Settings
-from ..web.errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from ..web.jsonio import json_body, json_response
 from . import wire
 from .manager import Kernels

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from ..settings import SettingsError
+from ..errors import SettingsError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..web.errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from .manager import Kernels
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from ..paths import confine
-from ..web.errors import NotFound
+from ..errors import NotFound
 
 RESOURCE_FILES = ("kernel.js", "kernel.css")
 

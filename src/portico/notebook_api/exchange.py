@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..web.errors import BadRequest, CellFailed
+from ..errors import BadRequest, CellFailed
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

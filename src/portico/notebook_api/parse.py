@@ -28,7 +28,7 @@ from urllib.parse import quote
 import yaml
 
 from ..kernels.seed import Seed
-from ..settings import SettingsError
+from ..errors import SettingsError
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 COMMENT_PREFIXES = {

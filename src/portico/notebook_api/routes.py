@@ -20,19 +20,20 @@ from aiohttp import web
 from ..kernels.manager import Kernels
 from ..kernels.relay import RelayOptions
 from ..kernels.seed import Seed
-from ..page.routes import PAGE_SEGMENTS
 from ..paths import confine
-from ..settings import Settings, SettingsError
-from ..web.errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError
+from ..settings import Settings
+from ..urls import PAGE, Owners, first_segment
+from ..errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError, SettingsError
 from ..web.jsonio import json_response
 from . import exchange, openapi, parse
 from .runner import KernelDied, KernelPool, Step, Worker
 
 log = logging.getLogger("portico")
 
+NOTEBOOK = "a notebook API's"
+
 RELOAD_POLL = 0.5  # seconds between looks at a notebook file when reload is on
 INTERRUPT_GRACE = 5.0  # seconds a kernel has to come back from an interrupt before it is replaced
-RESERVED = ("api", "metrics", "_api", "public", *PAGE_SEGMENTS)  # first path segments a root mount cannot take
 NO_JOURNAL = RelayOptions(client_limit=1 << 20, journal_bytes=0, journal_age=0, rate_limit=None)
 
 
@@ -60,7 +61,7 @@ def mounts(settings: Settings) -> list[tuple[str, str]]:
 
 class Mount:
     def __init__(self, settings: Settings, kernels: Kernels, prefix: str, file: str,
-                 installed: dict[str, str], taken: set[str]) -> None:
+                 installed: dict[str, str], owners: Owners) -> None:
         self.settings = settings
         self.kernels = kernels
         self.file = file
@@ -68,15 +69,22 @@ class Mount:
         self.installed = installed
         self.prefixes = parse.comment_prefixes(settings.notebook_comment_prefixes)
         api = self._load()
-        if prefix.strip("/").split("/")[0] in taken:
-            raise SettingsError(f"notebook {file}: the prefix {prefix} is a proxied server's; choose another")
-        if prefix == "/":
+        self.owners = owners
+        self.at_root = prefix == "/"
+        if not self.at_root:
+            owner = owners.owner(first_segment(prefix))
+            if owner not in (None, NOTEBOOK):
+                raise SettingsError(f"notebook {file}: the prefix {prefix} is {owner}; choose another")
+            owners.table[first_segment(prefix)] = NOTEBOOK  # notebooks may share a first segment
+        else:
             for route in api.routes:
-                first = route.path.strip("/").split("/")[0]
-                if first in RESERVED or first in taken or (first == "" and settings.page):
-                    owner = ("a proxied server's" if first in taken else "the browser page's"
-                             if first in PAGE_SEGMENTS or first == "" else "Portico's own")
-                    hint = " (or turn the page off: --page false)" if owner == "the browser page's" else ""
+                first = first_segment(route.path)
+                owner = owners.owner(first)
+                if owner == NOTEBOOK:  # shadowed by the notebook mounted there, as before: said, not refused
+                    log.warning("notebook %s: %s %s is not reachable: /%s/ is another notebook's prefix",
+                                file, route.verb, route.path, first)
+                elif owner is not None:
+                    hint = " (or turn the page off: --page false)" if owner == PAGE else ""
                     raise SettingsError(f"notebook {file}: {route.verb} {route.path} collides with {owner} "
                                         f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}{hint}")
         self.version = Version(api, self._pool(api), self._stamp())
@@ -173,7 +181,8 @@ class Mount:
         router.add_route("GET", p + "_api/spec/swagger.json", self.swagger)
         if self.settings.notebook_source:
             router.add_route("GET", p + "_api/source", self.source)
-        router.add_route("*", p + "{tail:.*}", self.handle)
+        # at the root, only what nobody else owns: the others' paths get their own 404 or 405
+        router.add_route("*", p + (self.owners.free_tail() if self.at_root else "{tail:.*}"), self.handle)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(openapi.openapi(self.version.api, self.url_prefix.rstrip("/") or "/"))
@@ -251,13 +260,12 @@ class Mount:
 class NotebookApis:
     """Every mounted notebook."""
 
-    def __init__(self, settings: Settings, kernels: Kernels, taken: set[str]) -> None:
-        """taken: first path segments others serve (the proxied servers' names)."""
+    def __init__(self, settings: Settings, kernels: Kernels, owners: Owners) -> None:
         specs = kernels.specs.manager.get_all_specs() if settings.notebook else {}
         installed = {name: str(s["spec"].get("language", "")) for name, s in specs.items()}
         entries = mounts(settings)
         # longest prefixes first: a root mount's catch-all must not shadow the others
-        self.mounts = [Mount(settings, kernels, prefix, file, installed, taken)
+        self.mounts = [Mount(settings, kernels, prefix, file, installed, owners)
                        for prefix, file in sorted(entries, key=lambda e: -len(e[0]))]
         self.public_dir = settings.notebook_public_dir
         self.base_url = settings.base_url

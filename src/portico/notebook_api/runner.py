@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import zmq
 
 from ..kernels import wire
 from ..kernels.manager import Kernel
-from ..web.errors import Unavailable
+from ..errors import Unavailable
 from .exchange import Outputs
 
 log = logging.getLogger("portico")
@@ -185,7 +185,7 @@ class KernelPool:
     """Workers for one version of one notebook."""
 
     def __init__(self, name: str, launch: Callable[[], Awaitable[Worker]],
-                 dispose: Callable[[Worker, str], Awaitable[None]],
+                 dispose: Callable[[Worker, str], Coroutine[Any, Any, None]],
                  minimum: int, maximum: int, queue_size: int, idle_timeout: float) -> None:
         self.name = name
         self.launch = launch
@@ -199,7 +199,8 @@ class KernelPool:
         self.waiters: deque[Job] = deque()
         self.retiring = False
         self.closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # recoveries and starts: cancelled at close
+        self._disposals: set[asyncio.Task[None]] = set()  # kernels being ended: awaited at close, never cut
         self._shrinker: asyncio.Task[None] | None = None
 
     async def fill(self) -> None:
@@ -274,7 +275,8 @@ class KernelPool:
                 log.warning("%s: a kernel did not come back within %g s of an interrupt; replacing it", self.name, grace)
                 worker.retired = True
         except Exception as e:
-            log.warning("%s: could not interrupt a kernel (%s); replacing it", self.name, e)
+            if not self.closing:  # at shutdown the run is failed on purpose: nothing to report
+                log.warning("%s: could not interrupt a kernel (%s); replacing it", self.name, e)
             worker.retired = True
         self.release(worker)
 
@@ -300,14 +302,17 @@ class KernelPool:
                 worker.run.fail(Unavailable("The server is shutting down; the request was cut short."))
 
     async def close(self) -> None:
-        """Shutdown: end every worker, busy or not."""
+        """Shutdown: end every worker, busy or not, and wait for every kernel being ended."""
         self.stop_serving()
-        for task in [*self._tasks, *([self._shrinker] if self._shrinker else [])]:
+        running = [*self._tasks, *([self._shrinker] if self._shrinker else [])]
+        for task in running:
             task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)  # nothing half done from here on
         workers = list(self.workers)
         self.workers.clear()
         self.idle.clear()
-        await asyncio.gather(*(self.dispose(w, "shut down with the server") for w in workers), return_exceptions=True)
+        await asyncio.gather(*(self.dispose(w, "shut down with the server") for w in workers), *self._disposals,
+                             return_exceptions=True)
 
     # growing and shrinking ---------------------------------------------------------------
     def _grow(self) -> None:
@@ -347,7 +352,9 @@ class KernelPool:
         self.workers.discard(worker)
         if worker in self.idle:
             self.idle.remove(worker)
-        self._spawn(self.dispose(worker, reason))
+        task = asyncio.create_task(self.dispose(worker, reason))
+        self._disposals.add(task)
+        task.add_done_callback(self._disposals.discard)
 
     async def _shrink_loop(self) -> None:
         while True:

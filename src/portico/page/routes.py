@@ -22,9 +22,8 @@ from .. import __version__
 from ..paths import confine
 from ..settings import Settings
 from ..web.auth import Guard
-from ..web.errors import NotFound
+from ..errors import NotFound
 
-PAGE_SEGMENTS = ("notebooks", "login", "logout", "files", "_page")  # first path segments the page owns
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS = ("app.js", "app.css")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "

@@ -22,7 +22,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from ..settings import Settings, SettingsError
+from ..settings import Settings
+from ..errors import SettingsError
 
 log = logging.getLogger("portico")
 

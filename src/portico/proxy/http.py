@@ -21,7 +21,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_writer import StreamWriter
 from multidict import CIMultiDict
 
-from ..web.errors import BadGateway, GatewayTimeout
+from ..errors import BadGateway, GatewayTimeout
 from .config import call_with
 from .lean import BodyRelay, LeanPool
 from .supervisor import Backend

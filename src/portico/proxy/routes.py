@@ -26,9 +26,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from ..page.routes import PAGE_SEGMENTS
-from ..settings import Settings, SettingsError
-from ..web.errors import Forbidden, NotFound
+from ..settings import Settings
+from ..urls import PROXIED, Owners
+from ..errors import Forbidden, NotFound, SettingsError
 from ..web.jsonio import json_response
 from . import config, websocket
 from .config import BrokenPlugin, ProxyConfig, ServerSpec, call_with
@@ -37,15 +37,16 @@ from .supervisor import Backend, Process
 
 log = logging.getLogger("portico")
 
-RESERVED = {"api", "proxy", "server-proxy", "metrics", "kernelspecs", "public", "_api", *PAGE_SEGMENTS}
 
 
 class ProxyRoutes:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, owners: Owners) -> None:
         self.settings = settings
         self.config: ProxyConfig = config.load(settings)
         for name, spec in list(self.config.servers.items()):
-            if name in RESERVED:
+            if owners.owner(name) is None:
+                owners.claim(name, PROXIED, f"server {name!r}")
+            else:
                 problem = f"server {name!r}: the name is one of Portico's own routes"
                 if not spec.source.startswith("entry point"):
                     raise SettingsError(problem + "; choose another")

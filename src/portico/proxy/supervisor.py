@@ -29,7 +29,7 @@ import aiohttp
 
 from ..environment import inherited, without_secrets
 from ..settings import Settings
-from ..web.errors import BadGateway, GatewayTimeout
+from ..errors import BadGateway, GatewayTimeout
 from .config import ServerSpec, call_with
 
 log = logging.getLogger("portico")

@@ -16,13 +16,11 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from ..web.errors import BadGateway
+from ..errors import BadGateway, Close
 from .http import Forwarder, Target
 
 log = logging.getLogger("portico")
 
-CLOSE_BACKEND_GONE = 1011  # the backend's connection ended without a close frame
-CLOSE_CLIENT_GONE = 1001  # the client's connection ended without a close frame
 
 
 def wants_websocket(request: web.Request) -> bool:
@@ -43,9 +41,8 @@ async def forward(forwarder: Forwarder, request: web.Request, target: Target) ->
             url, protocols=protocols, headers=headers, autoclose=False, autoping=True, max_msg_size=0,
             timeout=aiohttp.ClientWSTimeout(ws_close=10.0))
     except aiohttp.WSServerHandshakeError as e:
-        refused = BadGateway(f"{target.name} refused the WebSocket with status {e.status}.", "WebSocket Refused")
-        refused.status = e.status if 400 <= e.status < 600 else 502
-        raise refused from None
+        raise BadGateway(f"{target.name} refused the WebSocket with status {e.status}.", "WebSocket Refused",
+                         status=e.status if 400 <= e.status < 600 else 502) from None
     except aiohttp.ClientError as e:
         raise BadGateway(f"{target.name} at {target.backend.label}: the WebSocket failed: {e}.",
                          "Backend Unreachable") from None
@@ -74,7 +71,7 @@ async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocket
         await sink.close(code=code, message=message.encode())
 
     try:
-        await _both_ways(relay(client, upstream, CLOSE_CLIENT_GONE), relay(upstream, client, CLOSE_BACKEND_GONE))
+        await _both_ways(relay(client, upstream, Close.GOING_AWAY), relay(upstream, client, Close.INTERNAL))
     finally:
         if not upstream.closed:
             await upstream.close()
@@ -125,5 +122,5 @@ async def raw_socket(request: web.Request, target: Target) -> web.WebSocketRespo
     finally:
         writer.close()
         if not client.closed:
-            await client.close(code=1000 if reader.at_eof() else CLOSE_BACKEND_GONE)
+            await client.close(code=Close.NORMAL if reader.at_eof() else Close.INTERNAL)
     return client

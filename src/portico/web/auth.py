@@ -21,7 +21,8 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import hdrs, web
 
 from ..settings import Settings
-from .errors import Forbidden, Handler, Unauthorized
+from ..errors import Forbidden, Unauthorized
+from .errors import Handler
 
 log = logging.getLogger("portico")
 

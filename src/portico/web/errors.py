@@ -1,17 +1,6 @@
-"""The one error path: typed exceptions, mapped to one JSON body in one place.
+"""The one error path over HTTP: Portico's error tree (portico.errors) mapped to one JSON body.
 
-    PorticoError (500)                      body: {"message": ..., "reason": ...}
-    ├── BadRequest (400)                    malformed JSON, wrong types, bad values
-    ├── Unauthorized (401)                  missing or wrong token
-    ├── Forbidden (403)                     foreign Origin, path outside root_dir
-    │   └── LimitReached (403)              max_kernels reached
-    ├── NotFound (404)                      unknown kernel, session, kernelspec, path
-    ├── Conflict (409)                      an id that already exists in another form
-    ├── MethodNotAllowed (405)              a notebook API path without that verb
-    ├── CellFailed (500)                    a notebook API cell raised, or ResponseInfo was malformed
-    ├── BadGateway (502)                    a notebook API kernel died during the request
-    ├── Unavailable (503)                   a kernel that cannot start or answer; a full queue
-    └── GatewayTimeout (504)                a notebook API request over its timeout
+    body: {"message": ..., "reason": ...}, with the error's status and headers
 
 aiohttp's own HTTP exceptions (413 for a body over max_body_size, 405, ...) get the same
 body.  Anything else is a 500 whose body says only that the server failed; the traceback
@@ -26,67 +15,11 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from ..errors import PorticoError
+
 log = logging.getLogger("portico")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class PorticoError(Exception):
-    status = 500
-    reason = "Internal Server Error"
-
-    def __init__(self, message: str, reason: str | None = None, *, headers: dict[str, str] | None = None,
-                 extra: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
-        self.headers = headers or {}
-        self.extra = extra or {}  # more fields for the body (a traceback, when asked for)
-
-
-class BadRequest(PorticoError):
-    status, reason = 400, "Bad Request"
-
-
-class Unauthorized(PorticoError):
-    status, reason = 401, "Unauthorized"
-
-
-class Forbidden(PorticoError):
-    status, reason = 403, "Forbidden"
-
-
-class LimitReached(Forbidden):
-    reason = "Resource Limit"
-
-
-class NotFound(PorticoError):
-    status, reason = 404, "Not Found"
-
-
-class Conflict(PorticoError):
-    status, reason = 409, "Conflict"
-
-
-class MethodNotAllowed(PorticoError):
-    status, reason = 405, "Method Not Allowed"
-
-
-class CellFailed(PorticoError):
-    reason = "Cell Failed"
-
-
-class BadGateway(PorticoError):
-    status, reason = 502, "Bad Gateway"
-
-
-class Unavailable(PorticoError):
-    status, reason = 503, "Service Unavailable"
-
-
-class GatewayTimeout(PorticoError):
-    status, reason = 504, "Gateway Timeout"
 
 
 def json_error(status: int, message: str, reason: str | None, extra: dict[str, object] | None = None) -> web.Response:

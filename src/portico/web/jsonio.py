@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -1,51 +1,27 @@
 """/metrics in Prometheus format.
 
-Kernel and message figures are read from the registry when scraped, so the relay's hot
+The domain packages' collectors (kernels.metrics) are read when scraped, so the relay's hot
 path only bumps plain integers; HTTP requests are counted and timed by a middleware.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from ..kernels.manager import Kernels
 from .errors import Handler
 
 
-class KernelCollector:
-    def __init__(self, kernels: Kernels) -> None:
-        self.kernels = kernels
-
-    def collect(self) -> Iterator[Metric]:
-        by_state = GaugeMetricFamily("portico_kernels", "Kernels by execution state and kernelspec",
-                                     labels=["state", "kernelspec"])
-        for (state, spec), n in Counter((k.execution_state, k.name) for k in self.kernels.kernels.values()).items():
-            by_state.add_metric([state, spec], n)
-        yield by_state
-        yield GaugeMetricFamily("portico_websocket_connections", "Open kernel WebSocket connections",
-                                value=self.kernels.connections())
-        pool = GaugeMetricFamily("portico_pool_kernels", "Warm kernels ready, by kernelspec", labels=["kernelspec"])
-        for spec, n in self.kernels.pool.counts().items():
-            pool.add_metric([spec], n)
-        yield pool
-        messages = CounterMetricFamily("portico_kernel_messages", "Kernel messages relayed",
-                                       labels=["channel", "direction"])
-        for (channel, direction), n in sorted(self.kernels.stats.items()):
-            messages.add_metric([channel, direction], n)
-        yield messages
-
-
 class Metrics:
-    def __init__(self, kernels: Kernels) -> None:
+    def __init__(self, collectors: Iterable[Collector]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(KernelCollector(kernels))
+        for collector in collectors:
+            self.registry.register(collector)
         self.requests = PromCounter("portico_http_requests", "HTTP requests by route, method and status",
                                     ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("portico_http_request_seconds", "HTTP request latency by route",
