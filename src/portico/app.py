@@ -18,6 +18,7 @@ from .kernels.manager import Kernels, iso
 from .kernels.metrics import KernelCollector
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
+from .lifecycle import InFlight, Lifecycle
 from .kernels.specs import Specs
 from .notebook_api.routes import NotebookApis
 from .page.routes import PageRoutes
@@ -83,10 +84,12 @@ def build_app(settings: Settings) -> web.Application:
     specs = Specs(settings.base_url, settings.default_kernel_name)
     kernels = Kernels(settings, specs)
     sessions = Sessions(kernels)
-    metrics = Metrics([KernelCollector(kernels)])
+    in_flight = InFlight()
+    metrics = Metrics([KernelCollector(kernels), in_flight])
     guard = Guard(settings)
     app = web.Application(
-        middlewares=[metrics.middleware, guard.cors_middleware, error_middleware, guard.auth_middleware],
+        middlewares=[in_flight.middleware, metrics.middleware, guard.cors_middleware, error_middleware,
+                     guard.auth_middleware],
         client_max_size=settings.max_body_size,
     )
     owners = Owners(page=settings.page)
@@ -102,23 +105,5 @@ def build_app(settings: Settings) -> web.Application:
     guard.open_paths |= proxy.open_paths
     guard.xsrf_exempt_prefixes += proxy.xsrf_exempt_prefixes
 
-    async def lifespan(app: web.Application) -> Any:
-        kernels.start_background()
-        try:
-            await notebooks.start()  # seeded before the URL is printed; a failing seed stops the start
-            await proxy.start()  # servers with autostart
-        except BaseException:
-            await asyncio.gather(notebooks.close(), proxy.close())
-            await kernels.shutdown_all()
-            raise
-        yield
-        await asyncio.gather(notebooks.close(), proxy.close())
-        await kernels.shutdown_all()
-
-    async def close_clients(app: web.Application) -> None:
-        notebooks.stop_serving()
-        await kernels.disconnect_all("server shutting down")
-
-    app.cleanup_ctx.append(lifespan)
-    app.on_shutdown.append(close_clients)
+    Lifecycle([[kernels], [notebooks, proxy]], in_flight).attach(app)
     return app

@@ -81,7 +81,7 @@ async def serve(s: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anything starts: no window without cleanup
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(build_app(s), access_log_class=AccessLogger, handle_signals=False,
-                           shutdown_timeout=5.0)
+                           shutdown_timeout=s.shutdown_timeout)
     await runner.setup()
     try:
         site = web.TCPSite(runner, s.ip, s.port, ssl_context=tls)
@@ -95,7 +95,6 @@ async def serve(s: Settings) -> None:
             log.warning("AUTHENTICATION IS DISABLED: anyone who can reach %s:%d can run code as this user", s.ip, port)
         print(f"Portico {__version__} is serving at {url(s, port)}", flush=True)
         await stop.wait()
-        log.info("shutting down: closing connections and stopping kernels")
     finally:
         await runner.cleanup()
     log.info("shutdown complete")

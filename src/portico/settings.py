@@ -61,6 +61,7 @@ class Settings:
     max_body_size: int = _opt(64 * 1024 * 1024, "Largest HTTP request body in bytes; larger ones get 413.", minimum=1)
     ws_max_message_size: int = _opt(64 * 1024 * 1024, "Largest WebSocket message from a client, in bytes.", minimum=1)
     ws_ping_interval: float = _opt(30.0, "Seconds between WebSocket keep-alive pings; 0 turns them off.", minimum=0)
+    shutdown_timeout: float = _opt(5.0, "Seconds HTTP requests still running at shutdown may take to finish before they are cut short (and logged).", minimum=0)
     client_buffer_limit: int = _opt(64 * 1024 * 1024, "Bytes queued for one slow WebSocket client before it is disconnected (close code 4008).", minimum=1024)
     # kernels
     default_kernel_name: str = _opt("python3", "Kernelspec used when a request names none.")
@@ -98,6 +99,7 @@ class Settings:
     notebook_queue_size: int = _opt(64, "Requests per notebook API that may wait for a kernel; the next gets 503 with Retry-After.", minimum=0)
     notebook_idle_timeout: float = _opt(60.0, "Seconds a kernel beyond notebook_pool_min may stay idle before it is shut down.", minimum=0.1)
     notebook_timeout: float = _opt(60.0, "Seconds a notebook API request may run before its kernel is interrupted and the client gets 504; an annotation's timeout=N overrides it.", minimum=0.1)
+    notebook_interrupt_grace: float = _opt(5.0, "Seconds a notebook API kernel interrupted after a timeout has to come back before it is replaced.", minimum=0.1)
     notebook_one_execution: bool = _opt(True, "Python kernels: set REQUEST, run the cell and its ResponseInfo in one execution (a third of Kernel Gateway's kernel work); off, three executions as Kernel Gateway does.")
     notebook_debug: bool = _opt(False, "Include the traceback in the 500 response of a cell that raised.")
     notebook_source: bool = _opt(False, "Serve each notebook file at PREFIX/_api/source (Kernel Gateway's allow_notebook_download).")
@@ -116,6 +118,7 @@ class Settings:
     proxy_restart_min_uptime: float = _opt(10.0, "A proxied process that exits sooner than this after starting counts as crashing: it is restarted with exponential backoff.", minimum=0)
     proxy_restart_max_backoff: float = _opt(30.0, "Longest wait between restarts of a crashing proxied process.", minimum=0.1)
     proxy_log_lines: int = _opt(200, "Lines of each proxied process's stdout and stderr kept for the API.", minimum=0)
+    proxy_stop_wait: float = _opt(5.0, "Seconds a proxied process has between SIGTERM and SIGKILL when it is stopped.", minimum=0.1)
     # contents and the browser page
     page: bool = _opt(True, "Serve the browser page (launcher and notebook) at the base URL, and its login.")
     autosave_interval: float = _opt(30.0, "Seconds between the notebook page's saves of unsaved changes; 0 turns autosave off.", minimum=0)

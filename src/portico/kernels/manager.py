@@ -118,6 +118,7 @@ class Kernels:
         self._context: zmq.asyncio.Context | None = None
         self._starting = 0
         self._reserved: set[str] = set()  # ids of kernels being started
+        self.accepting = True  # False once the server shuts down: new kernels get 503
         self._alive: set[Kernel] = set()  # every kernel started and not yet disposed, whoever owns it
         self._ipc_dir: str | None = None
         self._culler: asyncio.Task[None] | None = None
@@ -189,6 +190,8 @@ class Kernels:
         if name is not None and not isinstance(name, str):
             raise BadRequest("name must be a kernelspec name (a string).")
         name = name or self.settings.default_kernel_name
+        if not self.accepting:
+            raise Unavailable("The server is shutting down; no new kernels.")
         if kernel_id is not None:
             kernel_id = self._valid_id(kernel_id)
             if kernel_id in self.kernels:
@@ -227,7 +230,7 @@ class Kernels:
     async def launch_private(self, name: str, cwd: str, seed: Seed | None, options: RelayOptions) -> Kernel:
         """A ready, seeded kernel outside the registry (not listed, not culled, no REST access).
 
-        Its owner (a notebook HTTP API's pool) ends it with dispose() before shutdown_all.
+        Its owner (a notebook HTTP API's pool) ends it with dispose() before end().
         KERNEL_GATEWAY=1 is set, as Kernel Gateway sets it: notebooks check it to skip demo
         cells when served.  Not for the REST API's kernels: a notebook edited through them is
         not being served, and would lose those cells.
@@ -459,11 +462,22 @@ class Kernels:
         except Exception as e:  # a kernel that is already gone is fine
             log.warning("kernel %s: error during shutdown: %s", kernel.id, e)
 
-    async def disconnect_all(self, reason: str) -> None:
+    # lifecycle (portico.lifecycle.Component) ------------------------------------------------
+    name = "kernels"
+
+    async def start_up(self) -> None:
+        self.pool.start()
+        if self.settings.cull_idle_timeout > 0:
+            self._culler = asyncio.create_task(self._cull_loop())
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+
+    async def disconnect(self, reason: str) -> None:
         relays = [k.relay for k in self.kernels.values() if k.relay is not None]
         await asyncio.gather(*(r.disconnect_all(Close.GOING_AWAY, reason) for r in relays), return_exceptions=True)
 
-    async def shutdown_all(self) -> None:
+    async def end(self) -> None:
         if self._culler is not None:
             self._culler.cancel()
         warm = await self.pool.drain()
@@ -482,11 +496,6 @@ class Kernels:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     # culling -----------------------------------------------------------------------------
-    def start_background(self) -> None:
-        self.pool.start()
-        if self.settings.cull_idle_timeout > 0:
-            self._culler = asyncio.create_task(self._cull_loop())
-
     async def _cull_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.cull_interval)

@@ -33,7 +33,6 @@ log = logging.getLogger("portico")
 NOTEBOOK = "a notebook API's"
 
 RELOAD_POLL = 0.5  # seconds between looks at a notebook file when reload is on
-INTERRUPT_GRACE = 5.0  # seconds a kernel has to come back from an interrupt before it is replaced
 NO_JOURNAL = RelayOptions(client_limit=1 << 20, journal_bytes=0, journal_age=0, rate_limit=None)
 
 
@@ -229,14 +228,14 @@ class Mount:
                 await asyncio.shield(run.finished)
         except TimeoutError:
             if not run.finished.done():
-                pool.abandon(worker, run, INTERRUPT_GRACE)
+                pool.abandon(worker, run, self.settings.notebook_interrupt_grace)
                 raise GatewayTimeout(f"{where} ran over its {timeout:g} s timeout (option notebook_timeout, or "
                                      "timeout= in the annotation); its kernel was interrupted.") from None
         except KernelDied:
             pool.release(worker)  # ended, and replaced
             raise BadGateway(f"The kernel serving {where} died; it is being replaced.", "Kernel Died") from None
         except asyncio.CancelledError:
-            pool.abandon(worker, run, INTERRUPT_GRACE)
+            pool.abandon(worker, run, self.settings.notebook_interrupt_grace)
             raise
         outputs = run.results
         return self.respond(outputs, where, route.response_code is not None)
@@ -290,12 +289,19 @@ class NotebookApis:
     def status(self) -> list[dict[str, object]]:
         return [{"prefix": m.url_prefix, "notebook": m.file, **m.version.pool.counts()} for m in self.mounts]
 
-    async def start(self) -> None:
+    # lifecycle (portico.lifecycle.Component) ------------------------------------------------
+    name = "notebook APIs"
+
+    async def start_up(self) -> None:
+        """Every mount's pool filled and seeded: before the URL is printed; a failing seed stops the start."""
         await asyncio.gather(*(m.start() for m in self.mounts))
 
-    def stop_serving(self) -> None:
+    def stop_accepting(self) -> None:
         for mount in self.mounts:
             mount.stop_serving()
 
-    async def close(self) -> None:
+    async def disconnect(self, reason: str) -> None:
+        """Nothing: a notebook API has no long-lived connections."""
+
+    async def end(self) -> None:
         await asyncio.gather(*(m.close() for m in self.mounts), return_exceptions=True)

@@ -83,15 +83,24 @@ class ProxyRoutes:
             router.add_route("*", b + name, self.redirect)
             router.add_route("*", b + name + "/{path:.*}", self.named)
 
-    # lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
+    # lifecycle (portico.lifecycle.Component) ------------------------------------------------
+    name = "proxied servers"
+
+    async def start_up(self) -> None:
+        """The servers with autostart; one that fails is logged, not fatal."""
         autostart = [p for p in self.processes.values() if p.spec.autostart and p.spec.runs_process]
         results = await asyncio.gather(*(p.ensure() for p in autostart), return_exceptions=True)
         for process, result in zip(autostart, results):
             if isinstance(result, BaseException):
                 log.error("server %s did not start: %s", process.spec.name, getattr(result, "message", result))
 
-    async def close(self) -> None:
+    def stop_accepting(self) -> None:
+        """Nothing: a proxied request in flight is drained with the others."""
+
+    async def disconnect(self, reason: str) -> None:
+        """Nothing: proxied WebSockets end when their backend stops."""
+
+    async def end(self) -> None:
         await self.forwarder.close()
         await asyncio.gather(*(p.close() for p in self.processes.values()), return_exceptions=True)
 

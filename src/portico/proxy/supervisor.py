@@ -34,7 +34,6 @@ from .config import ServerSpec, call_with
 
 log = logging.getLogger("portico")
 
-STOP_WAIT = 5.0  # seconds between SIGTERM and SIGKILL
 PROBE_FIRST, PROBE_MAX = 0.005, 0.05  # readiness polling: first wait, longest (a refused connect is cheap)
 
 
@@ -256,7 +255,7 @@ class Process:
             self.state = "stopping"
             self._signal(proc.pid, signal.SIGTERM)
             try:
-                async with asyncio.timeout(STOP_WAIT):
+                async with asyncio.timeout(self.settings.proxy_stop_wait):
                     await proc.wait()
             except TimeoutError:
                 self._signal(proc.pid, signal.SIGKILL)
