@@ -100,3 +100,11 @@ class Unavailable(PorticoError):
 
 class GatewayTimeout(PorticoError):
     status, reason = 504, "Gateway Timeout"
+
+
+def described(e: BaseException) -> str:
+    """An exception as one line for a message: its text, or its type when it has none (a TimeoutError)."""
+    text = str(e)
+    if isinstance(e, TimeoutError) and not text:
+        return "timed out"
+    return text or type(e).__name__

@@ -133,7 +133,7 @@ async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientS
 
     # The idle timeout must outlast the gap between the start and the first execute, which a busy
     # machine stretches; the culled kernel is then awaited, not timed.
-    args = ("--cull-idle-timeout", "2", "--cull-interval", "0.2", "--root-dir", str(root_dir))
+    args = ("--cull-idle-timeout", "5", "--cull-interval", "0.2", "--root-dir", str(root_dir))
     keep, cull = start_server(*args), start_server(*args, "--cull-busy", "true")
     try:
         kept, culled = await busy_kernel(keep), await busy_kernel(cull)
@@ -168,6 +168,49 @@ async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(http: a
         assert await start_kernel(http, srv)  # the server serves on
     finally:
         srv.stop()
+
+
+ONCE = """
+import os, runpy, sys
+marker, connection_file = sys.argv[1:3]
+if os.path.exists(marker):  # the restart: this kernel comes up only once
+    sys.exit(5)
+open(marker, "w").close()
+sys.argv = ["ipykernel_launcher", "-f", connection_file]
+runpy.run_module("ipykernel_launcher", run_name="__main__")
+"""
+
+
+async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(http: aiohttp.ClientSession,
+                                                                          tmp_path: Path) -> None:
+    spec = tmp_path / "kernels" / "once"
+    spec.mkdir(parents=True)
+    (spec / "once.py").write_text(ONCE)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(spec / "once.py"), str(tmp_path / "started"), "{connection_file}"],
+        "display_name": "Once", "language": "python"}))
+    srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
+    try:
+        kid = await start_kernel(http, srv, name="once")
+        client = await KernelClient.connect(http, srv, kid)
+        async with http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers) as r:
+            body = await r.json()
+        assert r.status == 503 and body["message"] == f"Kernel {kid} failed to restart: exit code 5", body
+        await client.next(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "dead")
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert (await r.json())["execution_state"] == "dead"
+        await client.close()
+        assert await start_kernel(http, srv)  # the server serves on
+    finally:
+        srv.stop()
+
+
+def test_an_error_without_text_is_described_by_its_kind() -> None:
+    from portico.errors import described
+
+    assert described(TimeoutError()) == "timed out"
+    assert described(ConnectionResetError()) == "ConnectionResetError"
+    assert described(ValueError("bad")) == "bad"
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])

@@ -24,7 +24,7 @@ from jupyter_client.manager import AsyncKernelManager
 from ..environment import inherited, without_secrets
 from ..paths import confine
 from ..settings import Settings
-from ..errors import BadRequest, Close, Conflict, Forbidden, LimitReached, NotFound, Unavailable
+from ..errors import BadRequest, Close, Conflict, Forbidden, LimitReached, NotFound, Unavailable, described
 from .pool import Pool
 from .relay import KernelRelay, RelayOptions, Stats
 from .seed import Seed
@@ -290,8 +290,8 @@ class Kernels:
                 await asyncio.shield(km.shutdown_kernel(now=True))
             if not isinstance(e, Exception):
                 raise
-            log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, e)
-            raise Unavailable(f"Kernel {name!r} failed to start: {e}", "Kernel Failed") from None
+            log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, described(e))
+            raise Unavailable(f"Kernel {name!r} failed to start: {described(e)}", "Kernel Failed") from None
         kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats, relay_options,
                                    kernel.set_state, iopub_hwm=SUBSCRIBER_HWM if km.holds_iopub else 0)
         try:
@@ -346,6 +346,8 @@ class Kernels:
         while kernel.execution_state != "dead":
             await self._exit_of(kernel)
             async with kernel.lock:
+                if kernel.execution_state == "dead":  # a restart that failed said so already
+                    return
                 if kernel.id not in self.kernels or await kernel.km.is_alive():
                     continue
                 await self._on_death(kernel)
@@ -393,7 +395,7 @@ class Kernels:
                 relay.release("died")
                 return
             except Exception as e:
-                log.error("kernel %s failed to restart: %s", kernel.id, e)
+                log.error("kernel %s failed to restart: %s", kernel.id, described(e))
         kernel.execution_state = "dead"
         kernel.reason = f"kernel process exited with code {code}"
         if self.settings.autorestart:
@@ -406,7 +408,11 @@ class Kernels:
         """After km.restart_kernel: the relay on the new connection info, then until it is ready."""
         assert kernel.relay is not None
         await kernel.relay.reattach(dict(kernel.km.get_connection_info()))
-        await self._ready(kernel)
+        try:
+            await self._ready(kernel)
+        except TimeoutError:
+            raise TimeoutError(f"the new kernel did not answer within {self.settings.kernel_start_timeout:g} s "
+                               "(option kernel_start_timeout)") from None
 
     async def restart(self, kernel_id: str) -> Kernel:
         kernel = self.get(kernel_id)
@@ -420,10 +426,11 @@ class Kernels:
                 await kernel.km.restart_kernel(now=False)
                 await self._reattach(kernel)
             except Exception as e:
-                kernel.execution_state, kernel.reason = "dead", f"restart failed: {e}"
-                relay.release("was restarted", failure=f"the kernel failed to restart ({e}).")
+                why = described(e)
+                kernel.execution_state, kernel.reason = "dead", f"restart failed: {why}"
+                relay.release("was restarted", failure=f"the kernel failed to restart ({why}).")
                 relay.broadcast_status("dead")
-                raise Unavailable(f"Kernel {kernel_id} failed to restart: {e}", "Kernel Failed") from None
+                raise Unavailable(f"Kernel {kernel_id} failed to restart: {why}", "Kernel Failed") from None
             kernel.execution_state, kernel.reason, kernel.restarts = "idle", None, 0
             relay.release("was restarted")
             if kernel.watcher is None or kernel.watcher.done():
