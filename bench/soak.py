@@ -4,7 +4,9 @@
 (2,000 numbered display_data), interrupt, restart and disconnect at random.  Every execution
 must end with its reply and status: idle, and with every number it printed exactly once, in
 order; anything else is counted as lost.  Executions cut short by another client's restart or
-interrupt are counted apart: they were answered, with an error that says so.
+interrupt are counted apart: they were answered with an error that says so, or their output
+ended with Portico's notice that the rest is missing (its metadata portico_lost); what did
+arrive of them must still be a whole prefix.
 """
 
 from __future__ import annotations
@@ -58,12 +60,16 @@ class Connection:
                 state["reply"] = m["content"]
             elif m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
                 state["idle"] = True
+            elif "portico_lost" in m.get("metadata", {}):  # Portico's notice that output is missing
+                state["told"] = m["content"]["text"]
             elif m["channel"] == "iopub" and m["header"]["msg_type"] in ("stream", "display_data", "error"):
                 outputs.append(m)
             if "reply" in state and state.get("idle"):
                 done.set()
 
     async def execute(self, code: str, timeout: float = 120) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The reply (None when none came in time) and the outputs; a reply is marked "told" with
+        the text of Portico's notice when Portico said that output is missing."""
         msg_id = uuid.uuid4().hex
         header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "soak",
                   "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
@@ -80,7 +86,10 @@ class Connection:
             return None, outputs
         finally:
             del self.waiting[msg_id]
-        return state["reply"], outputs
+        reply: dict[str, Any] = state["reply"]
+        if "told" in state:
+            reply = {**reply, "told": state["told"]}
+        return reply, outputs
 
     async def close(self) -> None:
         await self.ws.close()
@@ -92,11 +101,13 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
     if reply is None:
         tally.lost += 1
         tally.errors.append(f"{what}: no reply and idle within the timeout")
-    elif reply.get("status") == "aborted" or (reply.get("status") == "error" and reply.get("ename") in CUT):
+    elif reply.get("status") == "aborted" or (reply.get("status") == "error" and reply.get("ename") in CUT) \
+            or "told" in reply:
         tally.cut += 1
         if got != expected[:len(got)]:  # what did arrive must still be whole and in order
             tally.lost += 1
-            tally.errors.append(f"{what}: cut ({reply.get('ename') or reply.get('status')}), and what came was not "
+            tally.errors.append(f"{what}: cut ({reply.get('ename') or reply.get('told') or reply.get('status')}), "
+                                f"and what came was not "
                                 f"a prefix: {got[:3]}..{got[-3:]} ({len(got)} of {len(expected)})")
     elif got != expected:
         tally.lost += max(1, len(set(expected) - set(got)))

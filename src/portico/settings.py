@@ -72,6 +72,7 @@ class Settings:
     kernel_transport: str = _opt("ipc", "How Portico reaches its kernels: ipc (Unix sockets in a private directory: no ports to race for, unreachable by other users) or tcp (loopback ports).", choices=("ipc", "tcp"))
     kernel_iopub_hwm: int = _opt(0, "Messages an ipykernel kernel started by Portico holds on iopub while Portico is not reading; past it the kernel drops (and Portico says how many). 0: no limit, only the kernel's memory.", minimum=0)
     kernel_start_timeout: float = _opt(60.0, "Seconds a new kernel has to answer kernel_info.", minimum=1)
+    kernel_restart_output_wait: float = _opt(10.0, "Seconds a restart waits at most for the output the kernel published before it to reach Portico; what has not arrived by then is cut, and its clients are told.", minimum=0.1)
     kernel_shutdown_wait: float = _opt(3.0, "Seconds a kernel has to exit after a shutdown request before it is killed.", minimum=0)
     kernel_poll_interval: float = _opt(1.0, "Seconds between checks that a kernel without a local process is alive (a local kernel's exit is seen at once, through a pidfd).", minimum=0.05)
     autorestart: bool = _opt(True, "Restart a kernel that dies.")

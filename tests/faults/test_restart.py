@@ -224,3 +224,74 @@ async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(http: aiohtt
         assert [m["header"]["msg_type"] for m in outputs][-1] == "error"
         await client.execute("import time", timeout=60)
     await client.close()
+
+
+async def test_a_restart_of_a_stopped_kernel_cuts_what_it_owes_and_brings_a_new_one(
+        http: aiohttp.ClientSession) -> None:
+    """A kernel that answers nothing (SIGSTOP: hung, or its iopub stalled past
+    kernel_restart_output_wait): the restart waits that long for its output, cuts the rest, and
+    a new kernel serves; the request it was running is answered KernelRestarted."""
+    srv = start_server("--kernel-restart-output-wait", "1", "--kernel-shutdown-wait", "1")
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        _, outputs = await client.execute("import os, time; print(os.getpid())")
+        pid = int("".join(m["content"]["text"] for m in outputs if m["header"]["msg_type"] == "stream"))
+        running = await client.request("execute_request", {"code": "time.sleep(30)", **EXECUTE})
+        await client.next(lambda m: m["header"]["msg_type"] == "execute_input")
+        os.kill(pid, signal.SIGSTOP)
+        async with http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers) as r:
+            assert r.status == 200, await r.text()
+        reply, _ = await client.collect(running, timeout=60)
+        assert reply["content"]["ename"] == "KernelRestarted", reply
+        reply, outputs = await client.execute("6*7", timeout=60)
+        assert result_of(outputs) == ["42"]
+        assert any("did not catch up within 1 s" in line for line in list(srv.stderr))
+        await client.close()
+    finally:
+        srv.stop()
+
+
+BEAT = """
+import threading, time
+kernel, parent = get_ipython().kernel, get_ipython().kernel.get_parent()
+def beat():
+    while True:
+        kernel.session.send(kernel.iopub_socket, "stream", {"name": "stdout", "text": "beat\\n"}, parent=parent)
+        time.sleep(0.01)
+threading.Thread(target=beat, daemon=True).start()
+"""
+
+
+async def test_output_a_restart_cuts_is_not_reported_as_lost(http: aiohttp.ClientSession) -> None:
+    """The old kernel's output for a request the restart cut reaches Portico and is dropped on
+    purpose: it must not count as a hole in the kernel's numbering (a false 'N messages lost')
+    when the old kernel publishes anything else after it (here a background thread's output,
+    in the parent of a cell that finished).  Portico is stopped mid-flood so that the kernel's
+    queue is far behind when the restart comes, and its wait for that output runs out."""
+    srv = start_server("--kernel-restart-output-wait", "0.2")
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        await client.execute(BEAT)
+        running = await client.request("execute_request", {
+            "code": "for i in range(10**7): display({'text/plain': str(i)}, raw=True)", **EXECUTE})
+        for _ in range(1000):
+            await client.next(lambda m: m["header"]["msg_type"] == "display_data")
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            restart = asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers))
+            await asyncio.sleep(4)  # the kernel queues its flood and its beats meanwhile
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        async with await restart as r:
+            assert r.status == 200, await r.text()
+        reply, _ = await client.collect(running, timeout=60)
+        assert reply["content"]["ename"] == "KernelRestarted", reply
+        reply, outputs = await client.execute("6*7", timeout=60)
+        assert result_of(outputs) == ["42"]
+        assert any("did not catch up within 0.2 s" in line for line in list(srv.stderr))
+        assert not [line for line in list(srv.stderr) if "never reached Portico" in line]
+        await client.close()
+    finally:
+        srv.stop()

@@ -125,7 +125,8 @@ class Kernels:
         s = settings
         self.relay_options = RelayOptions(
             s.client_buffer_limit, s.journal_max_bytes, s.journal_max_age,
-            (s.iopub_msg_rate_limit, s.iopub_data_rate_limit, s.rate_limit_window) if s.limit_rate else None)
+            (s.iopub_msg_rate_limit, s.iopub_data_rate_limit, s.rate_limit_window) if s.limit_rate else None,
+            s.kernel_restart_output_wait)
         self.seed = Seed.load(s.seed, s.default_kernel_name) if s.seed else None
         self.pool = Pool(self._launch_warm, s.pool_kernels or [s.default_kernel_name], s.pool_size)
 

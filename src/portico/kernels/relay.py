@@ -34,7 +34,6 @@ log = logging.getLogger("portico")
 
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
 DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain at a restart
-BARRIER_LIMIT = 10.0  # s a restart waits at most for the iopub the kernel published before it
 BARRIER_QUIET = 0.5  # s without iopub that ends the wait, for a kernel that publishes no status for control
 PROBE_LIMIT = 5.0  # s a kernel gets to publish status for a control request before it is taken not to
 MAX_TRACKED = 10_000  # unanswered client requests remembered per kernel (for the replies a restart owes)
@@ -53,6 +52,7 @@ class RelayOptions:
     journal_bytes: int
     journal_age: float
     rate_limit: tuple[float, float, float] | None  # (msgs/s, bytes/s, window) when limit_rate is on
+    output_wait: float = 10.0  # s a restart waits at most for the iopub published before it (kernel_restart_output_wait)
 
 
 class Numbering:
@@ -410,7 +410,10 @@ class KernelRelay:
 
     def _relay_iopub(self, frames: list[bytes]) -> None:
         parts = self.accept(frames, "iopub")
-        if parts is None or (self.cut and self.was_cut(parts[1])):
+        if parts is None:
+            return
+        if self.cut and self.was_cut(parts[1]):
+            self.numbering.lost_before(parts[0])  # it reached Portico: not a hole, only not relayed
             return
         content = parts[3]
         if len(content) < 64 and b'"subscription"' in content and b'"iopub_welcome"' in parts[0]:
@@ -470,7 +473,7 @@ class KernelRelay:
         A kernel's iopub can run far behind its replies (its own queue holds what Portico has
         not read yet), and what is queued dies with the process.  A kernel_info_request on
         control makes the kernel publish busy and idle for it behind everything it published
-        before; its idle arriving is the barrier, waited for at most BARRIER_LIMIT (a stalled
+        before; its idle arriving is the barrier, waited for at most options.output_wait (a stalled
         TCP connection can pause for seconds before it flows again).  A kernel found not to
         publish status for control (probe_control) is waited for only while its iopub flows.
         Then every request the kernel answered gets to its status: idle.
@@ -480,12 +483,12 @@ class KernelRelay:
         is either whole (its reply, all its output, idle) or cut (a prefix of its output and an
         error that says so), never a reply ok whose output ended with the old process.
         """
-        async with asyncio.timeout(BARRIER_LIMIT):
-            try:
+        try:  # (asyncio.timeout raises on leaving its block: caught outside it)
+            async with asyncio.timeout(self.options.output_wait):
                 await self._caught_up()
-            except TimeoutError:
-                log.warning("a kernel's iopub did not catch up within %.0f s of its restart; the rest is cut",
-                            BARRIER_LIMIT)
+        except TimeoutError:
+            log.warning("a kernel's iopub did not catch up within %g s of its restart (kernel_restart_output_wait); "
+                        "the rest is cut", self.options.output_wait)
         self.cut = {msg_id for msg_id, request in self.requests.items() if not request.answered}
 
     async def _caught_up(self) -> None:
@@ -495,7 +498,7 @@ class KernelRelay:
                 await asyncio.sleep(BARRIER_QUIET)
                 if self.stats["iopub", "from_kernel"] == seen:
                     break
-        elif not await self._control_idle(BARRIER_LIMIT):
+        elif not await self._control_idle(self.options.output_wait):
             return
         while any(request.answered and not request.idle for request in self.requests.values()):
             self._went_idle.clear()
