@@ -172,6 +172,15 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+async def sample(pid: int, seconds: float) -> None:
+    """The server's RSS and descriptors along the way (growth that levels off is the journals filling)."""
+    step = max(seconds / 10, 1)
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(step)
+        print(f"  soak: at {time.monotonic() - started:.0f} s: RSS {rss_mb(pid):.0f} MB, {fds(pid)} fds", flush=True)
+
+
 async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clients: int = 50,
                kernels: int = 10) -> dict[str, float]:
     ids = []
@@ -182,8 +191,10 @@ async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clie
     rss0, fds0 = rss_mb(pid), fds(pid)
     tally, rng = Tally(), random.Random(int(os.environ.get("BENCH_SOAK_SEED", "1")))
     deadline = time.monotonic() + seconds
+    sampler = asyncio.create_task(sample(pid, seconds))
     await asyncio.gather(*(client(http, server, ids[i % kernels], deadline, tally, random.Random(rng.random()))
                            for i in range(clients)))
+    sampler.cancel()
     await asyncio.sleep(1)
     rss1, fds1 = rss_mb(pid), fds(pid)
     for kernel_id in ids:

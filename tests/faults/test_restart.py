@@ -4,8 +4,10 @@ the restarted kernel, with its output; what the old kernel never answered gets a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, start_kernel, start_server
+from portico_testing import KernelClient, Server, logged, start_kernel, start_server
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
@@ -292,6 +294,52 @@ async def test_output_a_restart_cuts_is_not_reported_as_lost(http: aiohttp.Clien
         assert result_of(outputs) == ["42"]
         assert any("did not catch up within 0.2 s" in line for line in list(srv.stderr))
         assert not [line for line in list(srv.stderr) if "never reached Portico" in line]
+        await client.close()
+    finally:
+        srv.stop()
+
+
+QUIET_CONTROL = """
+from ipykernel.ipkernel import IPythonKernel
+
+
+class QuietControl(IPythonKernel):
+    def _publish_status(self, status, channel, parent=None):
+        if channel != "control":  # as some kernels do: no busy and idle for control requests
+            super()._publish_status(status, channel, parent)
+"""
+
+
+async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_restart(
+        http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The restart's barrier cannot be a control request's idle here: it waits while the
+    kernel's iopub still flows, and the flood the kernel finished arrives whole."""
+    spec = tmp_path / "kernels" / "quiet"
+    spec.mkdir(parents=True)
+    (spec / "quiet_control.py").write_text(QUIET_CONTROL)
+    (spec / "kernel.json").write_text(json.dumps({  # through ipykernel_launcher: Portico's boot script applies
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.kernel_class=quiet_control.QuietControl"],
+        "env": {"PYTHONPATH": str(spec)}, "display_name": "Quiet control", "language": "python"}))
+    srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
+    try:
+        kid = await start_kernel(http, srv, name="quiet")
+        assert await logged(srv, "publishes no status for control requests", timeout=60)
+        client = await KernelClient.connect(http, srv, kid, v1=False)
+        restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
+
+        async def ask_for_a_restart() -> None:
+            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart",
+                                                         headers=srv.headers)))
+            await asyncio.sleep(0.5)
+
+        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / "done")
+        async with await restart[0] as r:
+            assert r.status == 200, await r.text()
+        assert received == [str(i) for i in range(6000)]
+        assert reply is not None and reply["content"]["status"] == "ok"
+        reply, outputs = await client.execute("6*7", timeout=60)
+        assert result_of(outputs) == ["42"]
         await client.close()
     finally:
         srv.stop()

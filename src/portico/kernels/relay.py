@@ -511,6 +511,8 @@ class KernelRelay:
     async def probe_control(self) -> None:
         """Learn whether this kernel publishes status for control requests (barrier relies on it)."""
         self.control_status = await self._control_idle(PROBE_LIMIT)
+        if not self.control_status:
+            log.info("a kernel publishes no status for control requests: its restarts wait for its iopub to go quiet")
 
     async def _control_idle(self, limit: float) -> bool:
         """A kernel_info_request on control; whether its status: idle came on iopub within limit s."""
