@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-
 import proxying
 import servers
 import soak
@@ -160,8 +159,12 @@ async def rtt(ctx: Context, target: Target, n: int) -> dict[str, float]:
         times.append(time.perf_counter() - t0)
     cpu = (server.cpu_seconds() - cpu0) / n * 1000 if server else float("nan")
     await dispose()
-    return {"p50 ms": percentile(times, .5) * 1000, "p90 ms": percentile(times, .9) * 1000,
-            "p99 ms": percentile(times, .99) * 1000, "server CPU ms/execute": cpu}
+    return {
+        "p50 ms": percentile(times, 0.5) * 1000,
+        "p90 ms": percentile(times, 0.9) * 1000,
+        "p99 ms": percentile(times, 0.99) * 1000,
+        "server CPU ms/execute": cpu,
+    }
 
 
 async def flood(ctx: Context, target: Target) -> dict[str, float]:
@@ -170,8 +173,12 @@ async def flood(ctx: Context, target: Target) -> dict[str, float]:
     pending = await kernel.execute(FLOOD)
     elapsed = time.perf_counter() - t0
     await dispose()
-    return {"time s": elapsed, "received": pending.outputs, "lost": FLOOD_N - pending.outputs,
-            "msgs/s": pending.outputs / elapsed}
+    return {
+        "time s": elapsed,
+        "received": pending.outputs,
+        "lost": FLOOD_N - pending.outputs,
+        "msgs/s": pending.outputs / elapsed,
+    }
 
 
 async def bigout(ctx: Context, target: Target) -> dict[str, float]:
@@ -201,20 +208,26 @@ async def concurrent(ctx: Context, target: Target, kernels: int = 16, each: int 
     await asyncio.gather(*(drive(k) for k, _ in opened))
     elapsed = time.perf_counter() - t0
     await asyncio.gather(*(dispose() for _, dispose in opened))
-    return {"executes/s": kernels * each / elapsed, "p50 ms": percentile(times, .5) * 1000,
-            "p99 ms": percentile(times, .99) * 1000}
+    return {
+        "executes/s": kernels * each / elapsed,
+        "p50 ms": percentile(times, 0.5) * 1000,
+        "p99 ms": percentile(times, 0.99) * 1000,
+    }
 
 
-async def open_loop(ctx: Context, target: Target, rate: float = 200, kernels: int = 16, n: int = 2000
-                    ) -> dict[str, float]:
+async def open_loop(
+    ctx: Context, target: Target, rate: float = 200, kernels: int = 16, n: int = 2000
+) -> dict[str, float]:
     """Executes offered at a fixed rate, whatever the answers do (round-robin over the kernels),
     timed from when each was due: tails compared at the same load for every target."""
     opened = await asyncio.gather(*(ctx.kernel(target) for _ in range(kernels)))
     times: list[float] = []
 
     async def one(kernel: Kernel, due: float) -> None:
-        pending = await kernel.send("execute_request", {"code": "1+1", "silent": False, "store_history": False,
-                                                        "user_expressions": {}, "allow_stdin": False})
+        pending = await kernel.send(
+            "execute_request",
+            {"code": "1+1", "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+        )
         await pending.done()
         times.append(time.perf_counter() - due)
 
@@ -229,8 +242,12 @@ async def open_loop(ctx: Context, target: Target, rate: float = 200, kernels: in
     await asyncio.gather(*running)
     elapsed = time.perf_counter() - t0
     await asyncio.gather(*(dispose() for _, dispose in opened))
-    return {"offered /s": rate, "served /s": n / elapsed, "p50 ms": percentile(times, .5) * 1000,
-            "p99 ms": percentile(times, .99) * 1000}
+    return {
+        "offered /s": rate,
+        "served /s": n / elapsed,
+        "p50 ms": percentile(times, 0.5) * 1000,
+        "p99 ms": percentile(times, 0.99) * 1000,
+    }
 
 
 async def connections(ctx: Context, target: Target, count: int = 1000, kernels: int = 10) -> dict[str, float]:
@@ -240,8 +257,10 @@ async def connections(ctx: Context, target: Target, count: int = 1000, kernels: 
     unloaded = [await timed(probe) for _ in range(100)]
     ids = [await ctx.create(server) for _ in range(kernels)]
     rss0 = server.rss_kib()
-    idle = [await WebSocketKernel.open(ctx.http, server.url, server.headers, ids[i % kernels], target.v1)
-            for i in range(count)]
+    idle = [
+        await WebSocketKernel.open(ctx.http, server.url, server.headers, ids[i % kernels], target.v1)
+        for i in range(count)
+    ]
     await asyncio.sleep(1)
     rss = server.rss_kib()
     loaded = [await timed(probe) for _ in range(100)]
@@ -250,9 +269,12 @@ async def connections(ctx: Context, target: Target, count: int = 1000, kernels: 
     for kernel_id in ids:
         await ctx.delete(server, kernel_id)
     await dispose()
-    return {"RSS for 1000 conns MB": (rss - rss0) / 1024, "rtt p50 unloaded ms": percentile(unloaded, .5) * 1000,
-            "rtt p50 loaded ms": percentile(loaded, .5) * 1000,
-            "loaded/unloaded": percentile(loaded, .5) / percentile(unloaded, .5)}
+    return {
+        "RSS for 1000 conns MB": (rss - rss0) / 1024,
+        "rtt p50 unloaded ms": percentile(unloaded, 0.5) * 1000,
+        "rtt p50 loaded ms": percentile(loaded, 0.5) * 1000,
+        "loaded/unloaded": percentile(loaded, 0.5) / percentile(unloaded, 0.5),
+    }
 
 
 async def timed(kernel: Kernel) -> float:
@@ -276,8 +298,9 @@ async def notebook(ctx: Context, target: Target, pool: int, n: int, concurrency:
     """Requests to one annotated cell (with a ResponseInfo cell) at a fixed concurrency."""
     assert target.server is not None
     name = target.server
-    server = await ctx.custom((name, "notebook", pool),
-                              lambda: servers.notebook_api(name, notebook_file(), pool, "hello/ready"))
+    server = await ctx.custom(
+        (name, "notebook", pool), lambda: servers.notebook_api(name, notebook_file(), pool, "hello/ready")
+    )
     url, headers = server.url + "hello/", server.headers
 
     async def one(i: int) -> float:
@@ -300,7 +323,11 @@ async def notebook(ctx: Context, target: Target, pool: int, n: int, concurrency:
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
-    return {"requests/s": n / elapsed, "p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000}
+    return {
+        "requests/s": n / elapsed,
+        "p50 ms": percentile(times, 0.5) * 1000,
+        "p99 ms": percentile(times, 0.99) * 1000,
+    }
 
 
 async def soak_run(ctx: Context, target: Target) -> dict[str, float]:
@@ -315,8 +342,14 @@ async def proxy(ctx: Context, target: Target, name: str) -> dict[str, float]:
 
 
 # the run --------------------------------------------------------------------------------------
-WS_TARGETS = [Target("Portico", True), Target("Portico", False), Target("Kernel Gateway", True), Target("Kernel Gateway", False),
-              Target("Jupyter Server", True), Target("Jupyter Server", False)]
+WS_TARGETS = [
+    Target("Portico", True),
+    Target("Portico", False),
+    Target("Kernel Gateway", True),
+    Target("Kernel Gateway", False),
+    Target("Jupyter Server", True),
+    Target("Jupyter Server", False),
+]
 ALL_TARGETS = [Target(None), *WS_TARGETS]
 LIMITED = [Target("Kernel Gateway", False, True), Target("Jupyter Server", False, True)]
 NOTEBOOK_TARGETS = [Target("Portico", http=True), Target("Kernel Gateway", http=True)]
@@ -330,16 +363,39 @@ SCENARIOS: dict[str, tuple[list[Target], Callable[..., Awaitable[dict[str, float
     "flood": (ALL_TARGETS + LIMITED, flood, {}, "msgs/s", True),
     "bigout": (ALL_TARGETS, bigout, {}, "time s", False),
     "concurrent": (ALL_TARGETS, concurrent, {}, "executes/s", True),
-    "concurrent (open loop)": (ALL_TARGETS, open_loop, {"n": int(os.environ.get("BENCH_OPEN_LOOP_N", 2000))},
-                               "p99 ms", False),
+    "concurrent (open loop)": (
+        ALL_TARGETS,
+        open_loop,
+        {"n": int(os.environ.get("BENCH_OPEN_LOOP_N", 2000))},
+        "p99 ms",
+        False,
+    ),
     "connections": (WS_TARGETS, connections, {}, "RSS for 1000 conns MB", False),
-    "notebook (pool 1)": (NOTEBOOK_TARGETS, notebook, {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
+    "notebook (pool 1)": (
+        NOTEBOOK_TARGETS,
+        notebook,
+        {"pool": 1, "n": int(os.environ.get("BENCH_NOTEBOOK_N", 600))},
+        "requests/s",
+        True,
+    ),
     "proxy small GET": (PROXY_TARGETS, proxy, {"name": "proxy small GET"}, "requests/s", True),
-    "proxy download": (PROXY_TARGETS + [Target("plain relay", http=True), Target("nginx", http=True)], proxy, {"name": "proxy download"}, "MB/s", True),
+    "proxy download": (
+        PROXY_TARGETS + [Target("plain relay", http=True), Target("nginx", http=True)],
+        proxy,
+        {"name": "proxy download"},
+        "MB/s",
+        True,
+    ),
     "proxy upload": (PROXY_TARGETS, proxy, {"name": "proxy upload"}, "MB/s", True),
     "proxy websocket": (PROXY_TARGETS, proxy, {"name": "proxy websocket"}, "p50 ms", False),
     "proxy cold start": (PROXY_TARGETS, proxy, {"name": "proxy cold start"}, "first byte s", False),
-    "notebook (pool 4)": (NOTEBOOK_TARGETS, notebook, {"pool": 4, "n": 2 * int(os.environ.get("BENCH_NOTEBOOK_N", 600))}, "requests/s", True),
+    "notebook (pool 4)": (
+        NOTEBOOK_TARGETS,
+        notebook,
+        {"pool": 4, "n": 2 * int(os.environ.get("BENCH_NOTEBOOK_N", 600))},
+        "requests/s",
+        True,
+    ),
     # 10 minutes (BENCH_SOAK_SECONDS): run only when named
     "soak": ([Target("Portico", False)], soak_run, {}, "lost", False),
 }
@@ -359,24 +415,38 @@ def fmt(values: list[float]) -> str:
 
 def table(name: str, results: dict[Target, list[dict[str, float]]], headline: str, higher: bool) -> str:
     metrics = list(next(iter(results.values()))[0])
-    lines = [f"**{name}**", "", "| target | " + " | ".join(metrics) + " | Portico/target |",
-             "| --- |" + " --- |" * (len(metrics) + 1)]
-    portico = {t.v1: statistics.median(r[headline] for r in runs) for t, runs in results.items() if t.server == "Portico"}
+    lines = [
+        f"**{name}**",
+        "",
+        "| target | " + " | ".join(metrics) + " | Portico/target |",
+        "| --- |" + " --- |" * (len(metrics) + 1),
+    ]
+    portico = {
+        t.v1: statistics.median(r[headline] for r in runs) for t, runs in results.items() if t.server == "Portico"
+    }
     for target, runs in results.items():
         cells = [fmt([r[m] for r in runs]) for m in metrics]
         mine = statistics.median(r[headline] for r in runs)
         ours = portico.get(target.v1 if target.server else True)
-        ratio = "" if target.server == "Portico" or ours is None or not mine == mine or mine == 0 else f"{ours / mine:.2f}×"
+        ratio = (
+            "" if target.server == "Portico" or ours is None or not mine == mine or mine == 0 else f"{ours / mine:.2f}×"
+        )
         lines.append(f"| {target.label} | " + " | ".join(cells) + f" | {ratio} |")
     lines.append("")
-    lines.append(f"Ratios compare {headline} ({'higher' if higher else 'lower'} is better), Portico on the same protocol (v1 for direct ZeroMQ).")
+    lines.append(
+        f"Ratios compare {headline} ({'higher' if higher else 'lower'} is better), "
+        "Portico on the same protocol (v1 for direct ZeroMQ)."
+    )
     return "\n".join(lines)
 
 
 async def run(selected: list[str], reps: int, only: set[str] | None = None) -> str:
-    out = [f"Portico {servers.version_of('Portico')}, Jupyter Kernel Gateway {servers.version_of('Kernel Gateway')}, "
-           f"Jupyter Server {servers.version_of('Jupyter Server')}; {reps} interleaved repetitions; "
-           "kernels: ipykernel with history off.", ""]
+    out = [
+        f"Portico {servers.version_of('Portico')}, Jupyter Kernel Gateway {servers.version_of('Kernel Gateway')}, "
+        f"Jupyter Server {servers.version_of('Jupyter Server')}; {reps} interleaved repetitions; "
+        "kernels: ipykernel with history off.",
+        "",
+    ]
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
         for name in selected:
@@ -401,11 +471,17 @@ async def run(selected: list[str], reps: int, only: set[str] | None = None) -> s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenarios", nargs="*", default=[s for s in SCENARIOS if s not in ON_REQUEST],
-                        help=f"any of: {', '.join(SCENARIOS)} (soak only when named)")
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        default=[s for s in SCENARIOS if s not in ON_REQUEST],
+        help=f"any of: {', '.join(SCENARIOS)} (soak only when named)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every scenario")
     parser.add_argument("--out", help="also write the tables (markdown) to this file")
-    parser.add_argument("--only", help="comma-separated targets to run: direct, Portico, Kernel Gateway, Jupyter Server")
+    parser.add_argument(
+        "--only", help="comma-separated targets to run: direct, Portico, Kernel Gateway, Jupyter Server"
+    )
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:

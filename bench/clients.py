@@ -51,8 +51,10 @@ class Kernel:
                 pending.output_bytes += size
 
     async def execute(self, code: str) -> Pending:
-        pending = await self.send("execute_request", {"code": code, "silent": False, "store_history": False,
-                                                      "user_expressions": {}, "allow_stdin": False})
+        pending = await self.send(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+        )
         await pending.done()
         return pending
 
@@ -64,8 +66,14 @@ class Kernel:
 
 
 def _header(msg_type: str, session: str) -> dict[str, Any]:
-    return {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": session, "username": "bench",
-            "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
+    return {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "session": session,
+        "username": "bench",
+        "date": "2026-01-01T00:00:00.000000Z",
+        "version": "5.3",
+    }
 
 
 class WebSocketKernel(Kernel):
@@ -78,11 +86,11 @@ class WebSocketKernel(Kernel):
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, http: aiohttp.ClientSession, base: str, headers: dict[str, str], kernel_id: str,
-                   v1: bool) -> WebSocketKernel:
+    async def open(
+        cls, http: aiohttp.ClientSession, base: str, headers: dict[str, str], kernel_id: str, v1: bool
+    ) -> WebSocketKernel:
         url = base.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
-        ws = await http.ws_connect(url, protocols=[V1] if v1 else [], headers=headers, max_msg_size=0,
-                                   compress=0)
+        ws = await http.ws_connect(url, protocols=[V1] if v1 else [], headers=headers, max_msg_size=0, compress=0)
         if v1 and ws.protocol != V1:
             await ws.close()
             raise RuntimeError(f"{base} did not accept the v1 protocol")
@@ -95,11 +103,13 @@ class WebSocketKernel(Kernel):
             if self.v1:
                 n = struct.unpack_from("<Q", data)[0]
                 offsets = struct.unpack_from(f"<{n}Q", data, 8)
-                channel = data[offsets[0]:offsets[1]].decode()
-                header = orjson.loads(data[offsets[1]:offsets[2]])
-                parent = orjson.loads(data[offsets[2]:offsets[3]])
-                raw = data[offsets[4]:offsets[5]]
-                self._dispatch(channel, header["msg_type"], parent.get("msg_id"), lambda: orjson.loads(raw), len(data))
+                channel = data[offsets[0] : offsets[1]].decode()
+                header = orjson.loads(data[offsets[1] : offsets[2]])
+                parent = orjson.loads(data[offsets[2] : offsets[3]])
+                raw = data[offsets[4] : offsets[5]]
+                self._dispatch(
+                    channel, header["msg_type"], parent.get("msg_id"), lambda raw=raw: orjson.loads(raw), len(data)
+                )
             else:
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     n = struct.unpack_from("!I", data)[0]
@@ -108,8 +118,13 @@ class WebSocketKernel(Kernel):
                 else:
                     body = orjson.loads(data)
                 content = body.get("content", {})
-                self._dispatch(body["channel"], body["header"]["msg_type"], body["parent_header"].get("msg_id"),
-                               lambda: content, len(data))
+                self._dispatch(
+                    body["channel"],
+                    body["header"]["msg_type"],
+                    body["parent_header"].get("msg_id"),
+                    lambda content=content: content,
+                    len(data),
+                )
 
     async def send(self, msg_type: str, content: dict[str, Any]) -> Pending:
         header = _header(msg_type, self.session)
@@ -122,8 +137,11 @@ class WebSocketKernel(Kernel):
                 offsets.append(offsets[-1] + len(part))
             await self.ws.send_bytes(struct.pack("<7Q", 6, *offsets) + channel + b"".join(parts))
         else:
-            await self.ws.send_str(orjson.dumps({"header": header, "parent_header": {}, "metadata": {},
-                                                 "content": content, "channel": "shell"}).decode())
+            await self.ws.send_str(
+                orjson.dumps(
+                    {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
+                ).decode()
+            )
         return pending
 
     async def close(self) -> None:
@@ -155,8 +173,13 @@ class DirectKernel(Kernel):
         get = self.kc.get_shell_msg if channel == "shell" else self.kc.get_iopub_msg
         while True:
             msg = await get()
-            self._dispatch(channel, msg["msg_type"], msg["parent_header"].get("msg_id"), lambda: msg["content"],
-                           sum(len(str(v)) for v in msg["content"].values()) if channel == "iopub" else 0)
+            self._dispatch(
+                channel,
+                msg["msg_type"],
+                msg["parent_header"].get("msg_id"),
+                lambda msg=msg: msg["content"],
+                sum(len(str(v)) for v in msg["content"].values()) if channel == "iopub" else 0,
+            )
 
     async def send(self, msg_type: str, content: dict[str, Any]) -> Pending:
         msg = self.kc.session.msg(msg_type, content)

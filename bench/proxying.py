@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 import servers
 from servers import Server
 
@@ -38,8 +37,12 @@ class Endpoint:
 
 
 def _spawn_backend(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, BACKEND, "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=servers._die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, BACKEND, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=servers._die_with_parent,
+    )
 
 
 async def wait_answer(http: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float = 60) -> None:
@@ -74,10 +77,27 @@ def app_options() -> dict[str, Any]:
 
 async def portico(http: aiohttp.ClientSession, warm: bool = True) -> Endpoint:
     port = servers.free_port()
-    server = servers._spawn("Portico", [str(servers.PORTICO), "--port", str(port), "--token", servers.TOKEN,
-                                        "--pool-size", "0", "--log-level", "warning", "--proxy-entry-points", "false",
-                                        "--servers", json.dumps({"app": app_options()}),
-                                        "--max-body-size", str(1 << 40)], port)
+    server = servers._spawn(
+        "Portico",
+        [
+            str(servers.PORTICO),
+            "--port",
+            str(port),
+            "--token",
+            servers.TOKEN,
+            "--pool-size",
+            "0",
+            "--log-level",
+            "warning",
+            "--proxy-entry-points",
+            "false",
+            "--servers",
+            json.dumps({"app": app_options()}),
+            "--max-body-size",
+            str(1 << 40),
+        ],
+        port,
+    )
     await servers.wait_ready(server, "api")
     endpoint = Endpoint(server.url + "app/", server.headers, server, server.stop)
     if warm:
@@ -89,11 +109,22 @@ async def server_proxy(http: aiohttp.ClientSession, warm: bool = True) -> Endpoi
     port = servers.free_port()
     config = Path(tempfile.mkdtemp(prefix="bench-jsp-")) / "jupyter_server_config.py"
     config.write_text(f"c.ServerProxy.servers = {{'app': {app_options()!r}}}\n")
-    server = servers._spawn("jupyter-server-proxy", [
-        str(servers.ANCHORS / "jupyter-server"), f"--port={port}", "--ip=127.0.0.1",
-        f"--IdentityProvider.token={servers.TOKEN}", "--allow-root", "--no-browser", f"--config={config}",
-        "--log-level=WARN", "--ServerApp.max_body_size=" + str(1 << 40), "--ServerApp.max_buffer_size=" + str(1 << 40)],
-        port)
+    server = servers._spawn(
+        "jupyter-server-proxy",
+        [
+            str(servers.ANCHORS / "jupyter-server"),
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={servers.TOKEN}",
+            "--allow-root",
+            "--no-browser",
+            f"--config={config}",
+            "--log-level=WARN",
+            "--ServerApp.max_body_size=" + str(1 << 40),
+            "--ServerApp.max_buffer_size=" + str(1 << 40),
+        ],
+        port,
+    )
     await servers.wait_ready(server)
     endpoint = Endpoint(server.url + "app/", server.headers, server, server.stop)
     if warm:
@@ -105,8 +136,11 @@ async def in_front(http: aiohttp.ClientSession, command: Callable[[int, int], li
     """The app behind a reference proxy that command(port, app_port) starts, reached at port."""
     app = await direct(http)
     port = servers.free_port()
-    proc = subprocess.Popen(command(port, int(app.url.split(":")[2].strip("/"))), stderr=subprocess.DEVNULL,
-                            preexec_fn=servers._die_with_parent)
+    proc = subprocess.Popen(
+        command(port, int(app.url.split(":")[2].strip("/"))),
+        stderr=subprocess.DEVNULL,
+        preexec_fn=servers._die_with_parent,
+    )
 
     def stop() -> None:
         proc.terminate()
@@ -120,8 +154,10 @@ async def in_front(http: aiohttp.ClientSession, command: Callable[[int, int], li
 
 async def plain_relay(http: aiohttp.ClientSession) -> Endpoint:
     """The app behind bench/relay.py: what a Python proxy can do at best, for the download."""
-    return await in_front(http, lambda port, app_port: [sys.executable, str(Path(__file__).with_name("relay.py")),
-                                                         str(port), str(app_port)])
+    return await in_front(
+        http,
+        lambda port, app_port: [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(app_port)],
+    )
 
 
 NGINX_CONF = """
@@ -148,6 +184,7 @@ http {{
 
 async def nginx(http: aiohttp.ClientSession) -> Endpoint:
     """The app behind Debian's nginx as a streaming reverse proxy (proxy_buffering off), for the download."""
+
     def command(port: int, app_port: int) -> list[str]:
         root = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
         (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=port, app_port=app_port))
@@ -157,8 +194,12 @@ async def nginx(http: aiohttp.ClientSession) -> Endpoint:
 
 
 STARTERS: dict[str, Callable[..., Awaitable[Endpoint]]] = {
-    "direct": direct, "Portico": portico, "jupyter-server-proxy": server_proxy, "plain relay": plain_relay,
-    "nginx": nginx}
+    "direct": direct,
+    "Portico": portico,
+    "jupyter-server-proxy": server_proxy,
+    "plain relay": plain_relay,
+    "nginx": nginx,
+}
 
 
 # scenarios -----------------------------------------------------------------------------------
@@ -193,18 +234,35 @@ async def wrk(e: Endpoint, seconds: float, concurrency: int) -> dict[str, float]
     script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "check.lua"
     script.write_text(WRK_SCRIPT)
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), *header_args(e), e.url,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        *header_args(e),
+        e.url,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = await proc.communicate()
-    line = next((l for l in out.decode().splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in out.decode().splitlines() if text.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result: {out.decode()[-500:]} {err.decode()[-500:]}")
     requests, duration_us, failed, p50_us, p99_us = (int(x) for x in line.split()[1:])
-    return {"requests/s": requests / (duration_us / 1e6), "p50 ms": p50_us / 1000, "p99 ms": p99_us / 1000,
-            "failed": failed}
+    return {
+        "requests/s": requests / (duration_us / 1e6),
+        "p50 ms": p50_us / 1000,
+        "p99 ms": p99_us / 1000,
+        "failed": failed,
+    }
 
 
-async def small_get(http: aiohttp.ClientSession, e: Endpoint, seconds: float, concurrency: int = 16) -> dict[str, float]:
+async def small_get(
+    http: aiohttp.ClientSession, e: Endpoint, seconds: float, concurrency: int = 16
+) -> dict[str, float]:
     await wrk(e, 1, concurrency)  # connections made, backends warm
     return await wrk(e, seconds, concurrency)
 
@@ -212,8 +270,15 @@ async def small_get(http: aiohttp.ClientSession, e: Endpoint, seconds: float, co
 async def curl(e: Endpoint, path: str, *args: str) -> tuple[str, int, int, float]:
     """curl's answer body, status, bytes downloaded and total seconds."""
     proc = await asyncio.create_subprocess_exec(
-        "curl", "-s", "-w", "\\n%{http_code} %{size_download} %{time_total}", *header_args(e), *args, e.url + path,
-        stdout=subprocess.PIPE)
+        "curl",
+        "-s",
+        "-w",
+        "\\n%{http_code} %{size_download} %{time_total}",
+        *header_args(e),
+        *args,
+        e.url + path,
+        stdout=subprocess.PIPE,
+    )
     out, _ = await proc.communicate()
     body, _, summary = out.decode("latin-1").rpartition("\n")
     code, size, seconds = summary.split()
@@ -243,8 +308,11 @@ async def upload(http: aiohttp.ClientSession, e: Endpoint, mib: int = 200) -> di
     except (ValueError, KeyError):
         ok = False
     peak = e.server.rss_kib("VmHWM") / 1024 if e.server else float("nan")
-    return {"MB/s": mib * len(BLOCK) / elapsed / 1e6 if ok else 0.0, "complete": 1.0 if ok else 0.0,
-            "proxy peak RSS MB": peak}
+    return {
+        "MB/s": mib * len(BLOCK) / elapsed / 1e6 if ok else 0.0,
+        "complete": 1.0 if ok else 0.0,
+        "proxy peak RSS MB": peak,
+    }
 
 
 async def websocket(http: aiohttp.ClientSession, e: Endpoint, n: int = 1000) -> dict[str, float]:
@@ -257,7 +325,7 @@ async def websocket(http: aiohttp.ClientSession, e: Endpoint, n: int = 1000) -> 
             await ws.receive()
             if i >= 50:
                 times.append(time.perf_counter() - t0)
-    return {"p50 ms": percentile(times, .5) * 1000, "p99 ms": percentile(times, .99) * 1000}
+    return {"p50 ms": percentile(times, 0.5) * 1000, "p99 ms": percentile(times, 0.99) * 1000}
 
 
 async def cold_start(http: aiohttp.ClientSession, target: str) -> dict[str, float]:

@@ -23,7 +23,9 @@ def handle(client: socket.socket, backend_port: int) -> None:
         while b"\r\n\r\n" not in head:
             head += backend.recv(65536)
         head, rest = head.split(b"\r\n\r\n", 1)
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
         client.sendall(head + b"\r\n\r\n" + rest)
         left, view = length - len(rest), memoryview(bytearray(1 << 20))
         while left:

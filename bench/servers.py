@@ -80,8 +80,14 @@ def _die_with_parent() -> None:
 
 def _spawn(name: str, argv: list[str], port: int) -> Server:
     env = {**os.environ, "IPYTHONDIR": ipython_dir()}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir(),
-                            preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        preexec_fn=_die_with_parent,
+    )
     server = Server(name, proc, f"http://127.0.0.1:{port}/")
 
     def drain() -> None:
@@ -116,29 +122,63 @@ async def wait_ready(server: Server, path: str = "api/kernelspecs") -> None:
 async def portico(pool: int = 0) -> Server:
     port = free_port()
     inherit = "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"
-    server = _spawn("Portico", [str(PORTICO), "--port", str(port), "--token", TOKEN, "--pool-size", str(pool),
-                                "--kernel-env-inherit", inherit, "--log-level", "warning",
-                                "--max-body-size", str(1 << 30)], port)
+    server = _spawn(
+        "Portico",
+        [
+            str(PORTICO),
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--pool-size",
+            str(pool),
+            "--kernel-env-inherit",
+            inherit,
+            "--log-level",
+            "warning",
+            "--max-body-size",
+            str(1 << 30),
+        ],
+        port,
+    )
     await wait_ready(server)
     return server
 
 
 async def kernel_gateway(rate_limit: bool = False) -> Server:
     port = free_port()
-    server = _spawn("Kernel Gateway", [str(ANCHORS / "jupyter-kernelgateway"), f"--KernelGatewayApp.port={port}",
-                                       "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.auth_token={TOKEN}",
-                                       f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
-                                       "--log-level=WARN"], port)
+    server = _spawn(
+        "Kernel Gateway",
+        [
+            str(ANCHORS / "jupyter-kernelgateway"),
+            f"--KernelGatewayApp.port={port}",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.auth_token={TOKEN}",
+            f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
+            "--log-level=WARN",
+        ],
+        port,
+    )
     await wait_ready(server)
     return server
 
 
 async def jupyter_server(rate_limit: bool = False) -> Server:
     port = free_port()
-    server = _spawn("Jupyter Server", [str(ANCHORS / "jupyter-server"), f"--port={port}", "--ip=127.0.0.1",
-                                       f"--IdentityProvider.token={TOKEN}", "--allow-root", "--no-browser",
-                                       f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
-                                       "--log-level=WARN"], port)
+    server = _spawn(
+        "Jupyter Server",
+        [
+            str(ANCHORS / "jupyter-server"),
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={TOKEN}",
+            "--allow-root",
+            "--no-browser",
+            f"--ZMQChannelsWebsocketConnection.limit_rate={rate_limit}",
+            "--log-level=WARN",
+        ],
+        port,
+    )
     await wait_ready(server)
     return server
 
@@ -147,15 +187,38 @@ async def notebook_api(name: str, notebook: str, pool: int, ready_path: str) -> 
     """Portico's notebook HTTP API, or Kernel Gateway's notebook-http mode, with a fixed pool."""
     port = free_port()
     if name == "Portico":
-        argv = [str(PORTICO), "--port", str(port), "--token", TOKEN, "--pool-size", "0", "--notebook", notebook,
-                "--proxy-entry-points", "false",
-                "--notebook-pool-min", str(pool), "--notebook-pool-max", str(pool), "--log-level", "warning",
-                "--kernel-env-inherit", "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"]
+        argv = [
+            str(PORTICO),
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--pool-size",
+            "0",
+            "--notebook",
+            notebook,
+            "--proxy-entry-points",
+            "false",
+            "--notebook-pool-min",
+            str(pool),
+            "--notebook-pool-max",
+            str(pool),
+            "--log-level",
+            "warning",
+            "--kernel-env-inherit",
+            "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR",
+        ]
     else:
-        argv = [str(ANCHORS / "jupyter-kernelgateway"), f"--KernelGatewayApp.port={port}",
-                "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.auth_token={TOKEN}",
-                "--KernelGatewayApp.api=kernel_gateway.notebook_http", f"--KernelGatewayApp.seed_uri={notebook}",
-                f"--KernelGatewayApp.prespawn_count={pool}", "--log-level=WARN"]
+        argv = [
+            str(ANCHORS / "jupyter-kernelgateway"),
+            f"--KernelGatewayApp.port={port}",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.auth_token={TOKEN}",
+            "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+            f"--KernelGatewayApp.seed_uri={notebook}",
+            f"--KernelGatewayApp.prespawn_count={pool}",
+            "--log-level=WARN",
+        ]
     server = _spawn(name, argv, port)
     await wait_ready(server, ready_path)
     return server
@@ -171,7 +234,10 @@ def version_of(name: str) -> str:
         return "(not set up: bench/run installs it)"
     else:
         module = {"Kernel Gateway": "kernel_gateway", "Jupyter Server": "jupyter_server"}[name]
-        out = subprocess.run([str(ANCHORS / "python"), "-c", f"import {module}; print({module}.__version__)"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [str(ANCHORS / "python"), "-c", f"import {module}; print({module}.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout
     match = re.search(r"[\d.]+\S*", out)
     return match.group(0) if match else "?"

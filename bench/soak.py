@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-
 from servers import Server
 
 CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
@@ -71,14 +70,33 @@ class Connection:
         """The reply (None when none came in time) and the outputs; a reply is marked "told" with
         the text of Portico's notice when Portico said that output is missing."""
         msg_id = uuid.uuid4().hex
-        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "soak",
-                  "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "session": self.session,
+            "username": "soak",
+            "date": "2026-01-01T00:00:00.000000Z",
+            "version": "5.3",
+        }
         done, outputs, state = self.waiting[msg_id] = (asyncio.Event(), [], {})
-        await self.ws.send_str(orjson.dumps({"header": header, "parent_header": {}, "metadata": {},
-                                             "channel": "shell",
-                                             "content": {"code": code, "silent": False, "store_history": False,
-                                                         "user_expressions": {}, "allow_stdin": False,
-                                                         "stop_on_error": False}}).decode())
+        await self.ws.send_str(
+            orjson.dumps(
+                {
+                    "header": header,
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": False,
+                    },
+                }
+            ).decode()
+        )
         try:
             async with asyncio.timeout(timeout):
                 await done.wait()
@@ -101,14 +119,19 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
     if reply is None:
         tally.lost += 1
         tally.errors.append(f"{what}: no reply and idle within the timeout")
-    elif reply.get("status") == "aborted" or (reply.get("status") == "error" and reply.get("ename") in CUT) \
-            or "told" in reply:
+    elif (
+        reply.get("status") == "aborted"
+        or (reply.get("status") == "error" and reply.get("ename") in CUT)
+        or "told" in reply
+    ):
         tally.cut += 1
-        if got != expected[:len(got)]:  # what did arrive must still be whole and in order
+        if got != expected[: len(got)]:  # what did arrive must still be whole and in order
             tally.lost += 1
-            tally.errors.append(f"{what}: cut ({reply.get('ename') or reply.get('told') or reply.get('status')}), "
-                                f"and what came was not "
-                                f"a prefix: {got[:3]}..{got[-3:]} ({len(got)} of {len(expected)})")
+            tally.errors.append(
+                f"{what}: cut ({reply.get('ename') or reply.get('told') or reply.get('status')}), "
+                f"and what came was not "
+                f"a prefix: {got[:3]}..{got[-3:]} ({len(got)} of {len(expected)})"
+            )
     elif got != expected:
         tally.lost += max(1, len(set(expected) - set(got)))
         missing = [i for i, e in enumerate(expected) if e not in set(got)]
@@ -116,8 +139,9 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
         tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}{span}")
 
 
-async def client(http: aiohttp.ClientSession, server: Server, kernel_id: str, deadline: float, tally: Tally,
-                 rng: random.Random) -> None:
+async def client(
+    http: aiohttp.ClientSession, server: Server, kernel_id: str, deadline: float, tally: Tally, rng: random.Random
+) -> None:
     url = f"{server.url.replace('http', 'ws', 1)}api/kernels/{kernel_id}/channels"
     conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
     try:
@@ -181,8 +205,9 @@ async def sample(pid: int, seconds: float) -> None:
         print(f"  soak: at {time.monotonic() - started:.0f} s: RSS {rss_mb(pid):.0f} MB, {fds(pid)} fds", flush=True)
 
 
-async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clients: int = 50,
-               kernels: int = 10) -> dict[str, float]:
+async def soak(
+    http: aiohttp.ClientSession, server: Server, seconds: float, clients: int = 50, kernels: int = 10
+) -> dict[str, float]:
     ids = []
     for _ in range(kernels):
         async with http.post(server.url + "api/kernels", json={}, headers=server.headers) as r:
@@ -192,8 +217,9 @@ async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clie
     tally, rng = Tally(), random.Random(int(os.environ.get("BENCH_SOAK_SEED", "1")))
     deadline = time.monotonic() + seconds
     sampler = asyncio.create_task(sample(pid, seconds))
-    await asyncio.gather(*(client(http, server, ids[i % kernels], deadline, tally, random.Random(rng.random()))
-                           for i in range(clients)))
+    await asyncio.gather(
+        *(client(http, server, ids[i % kernels], deadline, tally, random.Random(rng.random())) for i in range(clients))
+    )
     sampler.cancel()
     await asyncio.sleep(1)
     rss1, fds1 = rss_mb(pid), fds(pid)
@@ -207,7 +233,17 @@ async def soak(http: aiohttp.ClientSession, server: Server, seconds: float, clie
     # What may grow: each kernel's journal, up to journal_max_bytes (Portico's default, 32 MB), and
     # what the allocator keeps around it; RSS past this bound is a leak.
     bound = rss0 + kernels * JOURNAL_MB + SLACK_MB
-    return {"seconds": seconds, "executions": tally.executions, "lost": tally.lost, "cut (answered)": tally.cut,
-            "REST refused": tally.refused, "restarts": tally.actions.get("restart", 0),
-            "reconnects": tally.actions.get("reconnect", 0), "RSS start MB": rss0, "RSS end MB": rss1, "RSS bound MB": bound,
-            "fds start": fds0, "fds end": fds1}
+    return {
+        "seconds": seconds,
+        "executions": tally.executions,
+        "lost": tally.lost,
+        "cut (answered)": tally.cut,
+        "REST refused": tally.refused,
+        "restarts": tally.actions.get("restart", 0),
+        "reconnects": tally.actions.get("reconnect", 0),
+        "RSS start MB": rss0,
+        "RSS end MB": rss1,
+        "RSS bound MB": bound,
+        "fds start": fds0,
+        "fds end": fds1,
+    }

@@ -63,8 +63,9 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_server(*args: str, env: dict[str, str] | None = None, token: str | None = "test-token",
-                 timeout: float = 30) -> Server:
+def start_server(
+    *args: str, env: dict[str, str] | None = None, token: str | None = "test-token", timeout: float = 30
+) -> Server:
     """Start `python -m portico` on an ephemeral port and wait until it prints its URL."""
     argv = [sys.executable, "-m", "portico", "--port", "0", *args]
     if "--pool-size" not in args:
@@ -74,8 +75,9 @@ def start_server(*args: str, env: dict[str, str] | None = None, token: str | Non
     if token is not None:
         argv += ["--token", token]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
-                            preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, preexec_fn=die_with_parent
+    )
     assert proc.stdout is not None and proc.stderr is not None
     stderr: list[str] = []
 
@@ -119,14 +121,26 @@ class KernelClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, server: Server, kernel_id: str, v1: bool = True,
-                      session_id: str | None = None, since: int | str | None = None, params: None = None,
-                      **kw: Any) -> KernelClient:
+    async def connect(
+        cls,
+        http: aiohttp.ClientSession,
+        server: Server,
+        kernel_id: str,
+        v1: bool = True,
+        session_id: str | None = None,
+        since: int | str | None = None,
+        params: None = None,
+        **kw: Any,
+    ) -> KernelClient:
         session_id = session_id or uuid.uuid4().hex
         query = f"session_id={session_id}" + (f"&since={since}" if since is not None else "")
-        ws = await http.ws_connect(f"{server.ws_url}api/kernels/{kernel_id}/channels?{query}",
-                                   protocols=[wire.V1_PROTOCOL] if v1 else [], headers=server.headers,
-                                   max_msg_size=0, **kw)
+        ws = await http.ws_connect(
+            f"{server.ws_url}api/kernels/{kernel_id}/channels?{query}",
+            protocols=[wire.V1_PROTOCOL] if v1 else [],
+            headers=server.headers,
+            max_msg_size=0,
+            **kw,
+        )
         return cls(ws, session_id)
 
     async def _read(self) -> None:
@@ -142,11 +156,23 @@ class KernelClient:
                 break
         self.closed.set()
 
-    def message(self, msg_type: str, content: dict[str, Any], channel: str = "shell",
-                buffers: Sequence[bytes] = (), parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    def message(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        channel: str = "shell",
+        buffers: Sequence[bytes] = (),
+        parent: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         built = wire.build(msg_type, content, parent, session=self.session_id)
-        return {"header": built.header, "parent_header": parent or {}, "metadata": {}, "content": content,
-                "channel": channel, "buffers": list(buffers)}
+        return {
+            "header": built.header,
+            "parent_header": parent or {},
+            "metadata": {},
+            "content": content,
+            "channel": channel,
+            "buffers": list(buffers),
+        }
 
     async def send(self, msg: dict[str, Any]) -> None:
         buffers = msg.get("buffers") or []
@@ -161,6 +187,7 @@ class KernelClient:
             for part in [text, *buffers][:-1]:
                 offsets.append(offsets[-1] + len(part))
             import struct
+
             await self.ws.send_bytes(struct.pack(f"!{n + 1}I", n, *offsets) + text + b"".join(buffers))
         else:
             await self.ws.send_str(orjson.dumps(msg).decode())
@@ -170,11 +197,22 @@ class KernelClient:
         await self.send(msg)
         return str(msg["header"]["msg_id"])
 
-    async def execute(self, code: str, timeout: float = 30, **content: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def execute(
+        self, code: str, timeout: float = 30, **content: Any
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run code; return (execute_reply, iopub messages of this execution) once idle."""
-        msg_id = await self.request("execute_request", {"code": code, "silent": False, "store_history": True,
-                                                        "user_expressions": {}, "allow_stdin": True,
-                                                        "stop_on_error": True, **content})
+        msg_id = await self.request(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": True,
+                "stop_on_error": True,
+                **content,
+            },
+        )
         return await self.collect(msg_id, timeout)
 
     async def collect(self, msg_id: str, timeout: float = 30) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -210,7 +248,9 @@ class KernelClient:
 def decode(data: bytes, v1: bool) -> dict[str, Any]:
     if v1:
         channel, parts = wire.from_v1(data)
-        msg = {k: orjson.loads(p) for k, p in zip(("header", "parent_header", "metadata", "content"), parts)}
+        msg = {
+            k: orjson.loads(p) for k, p in zip(("header", "parent_header", "metadata", "content"), parts, strict=False)
+        }
         msg["channel"] = channel
         msg["buffers"] = parts[4:]
         return msg
@@ -227,9 +267,13 @@ def raw_websocket(srv: Server, kid: str, session_id: str, rcvbuf: int = 4096) ->
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.connect((host, int(port)))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /api/kernels/{kid}/channels?session_id={session_id} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\nAuthorization: token {srv.token}\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /api/kernels/{kid}/channels?session_id={session_id} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: token {srv.token}\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -252,8 +296,8 @@ def websocket_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
             size, at = int.from_bytes(buffer[2:10], "big"), 10
         if len(buffer) < at + size:
             break
-        frames.append((buffer[0] & 0x0F, bytes(buffer[at:at + size])))
-        del buffer[:at + size]
+        frames.append((buffer[0] & 0x0F, bytes(buffer[at : at + size])))
+        del buffer[: at + size]
     return frames
 
 
@@ -264,8 +308,11 @@ async def start_kernel(http: aiohttp.ClientSession, server: Server, **body: Any)
 
 
 def stdout_of(outputs: list[dict[str, Any]]) -> str:
-    return "".join(m["content"]["text"] for m in outputs
-                   if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+    return "".join(
+        m["content"]["text"]
+        for m in outputs
+        if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+    )
 
 
 async def logged(server: Server, text: str, timeout: float = 10) -> bool:
@@ -276,13 +323,15 @@ async def logged(server: Server, text: str, timeout: float = 10) -> bool:
     return True
 
 
-def write_notebook(path: Any, cells: Sequence[str | tuple[str, str]], kernel: str = "python3",
-                   language: str = "python") -> str:
+def write_notebook(
+    path: Any, cells: Sequence[str | tuple[str, str]], kernel: str = "python3", language: str = "python"
+) -> str:
     """A notebook file of code cells (a ("markdown", text) pair for a markdown cell); its path."""
     import nbformat
 
-    made = [nbformat.v4.new_markdown_cell(c[1]) if isinstance(c, tuple) else nbformat.v4.new_code_cell(c)
-            for c in cells]
+    made = [
+        nbformat.v4.new_markdown_cell(c[1]) if isinstance(c, tuple) else nbformat.v4.new_code_cell(c) for c in cells
+    ]
     nb = nbformat.v4.new_notebook(cells=made)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": language}
     nb.metadata["language_info"] = {"name": language}
@@ -311,12 +360,12 @@ def readme_example(section: str) -> tuple[str, list[tuple[str, str]]]:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    text = readme[readme.index(section):]
+    text = readme[readme.index(section) :]
     run = re.search(r"^scripts/run --token secret (.+)$", text, re.M)
     commands = re.search(r"```sh\n(.*?)```", text, re.S)
     assert run and commands, f"the README's example under {section!r} moved"
     lines = commands.group(1).strip().splitlines()
-    return run.group(1), [(c, e.removeprefix("# ")) for c, e in zip(lines[::2], lines[1::2])]
+    return run.group(1), [(c, e.removeprefix("# ")) for c, e in zip(lines[::2], lines[1::2], strict=False)]
 
 
 def run_session(server: Server, session: list[tuple[str, str]]) -> None:
@@ -332,12 +381,30 @@ def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subproces
     from pathlib import Path
 
     return subprocess.run(
-        [str(Path(sys.executable).parent / "st"), "run", url, "-H", f"Authorization: token {token}",
-         "--checks", "all", "--exclude-checks",
-         "use_after_free,ensure_resource_availability,object_level_authorization,positive_data_acceptance",
-         "--max-examples", str(examples), "--seed", "1", "--generation-database", "none",
-         "--report-dir", str(workdir)],
-        capture_output=True, text=True, timeout=300, cwd=workdir)
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            url,
+            "-H",
+            f"Authorization: token {token}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "use_after_free,ensure_resource_availability,object_level_authorization,positive_data_acceptance",
+            "--max-examples",
+            str(examples),
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--report-dir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workdir,
+    )
 
 
 TOKEN_HEADERS = {"Authorization": "token test-token"}

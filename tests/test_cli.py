@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def portico(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portico", *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "portico", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def alive(pid: int) -> bool:
@@ -34,18 +39,21 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
 
 
-@pytest.mark.parametrize("args,env,expected", [
-    (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
-    (["--port", "abc"], {}, "option port expects a whole number"),
-    (["--port", "-5"], {}, "option port must be at least 0"),
-    (["--log-level", "loud"], {}, "option log_level must be one of"),
-    (["--allow-origin-pat", "("], {}, "allow_origin_pat is not a valid regular expression"),
-    (["--certfile", "x.pem"], {}, "certfile and keyfile go together"),
-    (["--root-dir", "/no/such/dir"], {}, "root_dir: /no/such/dir is not a directory"),
-    ([], {"PORTICO_PORTT": "1"}, "unknown environment variable PORTICO_PORTT"),
-    ([], {"PORTICO_AUTORESTART": "maybe"}, "option autorestart expects true or false"),
-    (["--config", "/no/such.toml"], {}, "config file /no/such.toml"),
-])
+@pytest.mark.parametrize(
+    "args,env,expected",
+    [
+        (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+        (["--port", "abc"], {}, "option port expects a whole number"),
+        (["--port", "-5"], {}, "option port must be at least 0"),
+        (["--log-level", "loud"], {}, "option log_level must be one of"),
+        (["--allow-origin-pat", "("], {}, "allow_origin_pat is not a valid regular expression"),
+        (["--certfile", "x.pem"], {}, "certfile and keyfile go together"),
+        (["--root-dir", "/no/such/dir"], {}, "root_dir: /no/such/dir is not a directory"),
+        ([], {"PORTICO_PORTT": "1"}, "unknown environment variable PORTICO_PORTT"),
+        ([], {"PORTICO_AUTORESTART": "maybe"}, "option autorestart expects true or false"),
+        (["--config", "/no/such.toml"], {}, "config file /no/such.toml"),
+    ],
+)
 def test_bad_options_stop_the_start_with_one_line(args: list[str], env: dict[str, str], expected: str) -> None:
     result = portico(*args, env=env)
     assert result.returncode != 0
@@ -115,7 +123,8 @@ async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.Clien
         client = await KernelClient.connect(http, srv, kid)
         clients.append(client)
         _, out = await client.execute(
-            "import os, subprocess; p = subprocess.Popen(['sleep', '600']); print(os.getpid(), p.pid)")
+            "import os, subprocess; p = subprocess.Popen(['sleep', '600']); print(os.getpid(), p.pid)"
+        )
         pids += [int(x) for x in stdout_of(out).split()]
     busy = await clients[0].request("execute_request", {"code": "import time; time.sleep(600)"})
     assert busy and all(alive(p) for p in pids)
@@ -131,9 +140,28 @@ async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.Clien
 
 async def test_tls(http: aiohttp.ClientSession, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     srv = start_server("--certfile", str(cert), "--keyfile", str(key))
     try:
         assert srv.url.startswith("https://")
@@ -150,8 +178,7 @@ async def test_tls(http: aiohttp.ClientSession, tmp_path: Path) -> None:
         srv.stop()
 
 
-async def start_kernel_tls(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                           ctx: ssl.SSLContext) -> str:
+async def start_kernel_tls(http: aiohttp.ClientSession, url: str, headers: dict[str, str], ctx: ssl.SSLContext) -> str:
     async with http.post(url + "api/kernels", json={}, headers=headers, ssl=ctx) as r:
         assert r.status == 201
         return str((await r.json())["id"])
@@ -161,8 +188,13 @@ def test_readme_run_command_prints_the_url_with_a_token() -> None:
     readme = (ROOT / "README.md").read_text()
     run = re.search(r"^(scripts/run)$", readme, re.M)
     assert run, "the README's run command moved"
-    proc = subprocess.Popen([str(ROOT / run.group(1)), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [str(ROOT / run.group(1)), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -189,15 +221,62 @@ async def test_tls_client_certificates(http: aiohttp.ClientSession, tmp_path: Pa
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-            "-subj", "/CN=test-ca")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.pem",
-            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    )
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=c")
-    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "client.pem", "-days", "1")
-    srv = start_server("--certfile", str(tmp_path / "server.pem"), "--keyfile", str(tmp_path / "server.key"),
-                       "--client-ca", str(tmp_path / "ca.pem"))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "1",
+    )
+    srv = start_server(
+        "--certfile",
+        str(tmp_path / "server.pem"),
+        "--keyfile",
+        str(tmp_path / "server.key"),
+        "--client-ca",
+        str(tmp_path / "ca.pem"),
+    )
     try:
         trusting = ssl.create_default_context(cafile=str(tmp_path / "server.pem"))
         with pytest.raises(aiohttp.ClientError):

@@ -26,13 +26,31 @@ def free_port() -> int:
 @pytest.fixture
 def jupyter_server(server: Server, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", f"--gateway-url={server.url.rstrip('/')}",
-         f"--GatewayClient.auth_token={server.token}", "--IdentityProvider.token=js-token", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", "--no-browser", f"--ServerApp.root_dir={tmp_path}"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--gateway-url={server.url.rstrip('/')}",
+            f"--GatewayClient.auth_token={server.token}",
+            "--IdentityProvider.token=js-token",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            "--no-browser",
+            f"--ServerApp.root_dir={tmp_path}",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     assert proc.stderr is not None
     ready = threading.Event()
     lines: list[str] = []
@@ -56,8 +74,9 @@ def jupyter_server(server: Server, tmp_path: Path) -> Iterator[Server]:
         watcher.join(5)
 
 
-async def test_jupyter_server_uses_portico_as_its_gateway(http: aiohttp.ClientSession, server: Server,
-                                                          jupyter_server: Server) -> None:
+async def test_jupyter_server_uses_portico_as_its_gateway(
+    http: aiohttp.ClientSession, server: Server, jupyter_server: Server
+) -> None:
     js = jupyter_server
     async with asyncio.timeout(30):  # it logs its URL a moment before it listens
         while True:

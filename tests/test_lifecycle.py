@@ -17,7 +17,8 @@ BACKEND = str(Path(__file__).parent / "proxy" / "backend.py")
 
 
 async def test_a_request_still_running_when_shutdown_timeout_ends_is_cut_and_logged(
-        http: aiohttp.ClientSession) -> None:
+    http: aiohttp.ClientSession,
+) -> None:
     servers = {"app": {"command": [sys.executable, BACKEND, "--port", "{port}"], "timeout": 20}}
     server = start_server("--servers", json.dumps(servers), "--shutdown-timeout", "0.5")
     try:

@@ -21,8 +21,11 @@ def test_every_route_is_described() -> None:
     """Every route but the pass-through ones (method *: the proxy's and the notebook APIs')."""
     settings = Settings(proxy_entry_points=False)
     spec = api_spec(settings)
-    routes = {(r.method.lower(), r.resource.canonical) for r in build_app(settings).router.routes()
-              if r.resource is not None and r.method != "*"}
+    routes = {
+        (r.method.lower(), r.resource.canonical)
+        for r in build_app(settings).router.routes()
+        if r.resource is not None and r.method != "*"
+    }
     described = {(method, path) for path, ops in spec["paths"].items() for method in ops if method != "parameters"}
     assert routes - described == set(), "describe these routes in src/portico/api.yaml"
     assert described - routes == set(), "the document describes routes that do not exist"

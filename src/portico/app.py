@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import asdict
@@ -18,8 +17,8 @@ from .kernels.manager import Kernels, iso
 from .kernels.metrics import KernelCollector
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
-from .lifecycle import InFlight, Lifecycle
 from .kernels.specs import Specs
+from .lifecycle import InFlight, Lifecycle
 from .notebook_api.routes import NotebookApis
 from .page.routes import PageRoutes
 from .proxy.routes import ProxyRoutes
@@ -44,8 +43,9 @@ def api_spec(settings: Settings) -> dict[str, Any]:
 class ServerRoutes:
     """/api, /api/status, the API description and /metrics."""
 
-    def __init__(self, settings: Settings, kernels: Kernels, metrics: Metrics, notebooks: NotebookApis,
-                 proxy: ProxyRoutes) -> None:
+    def __init__(
+        self, settings: Settings, kernels: Kernels, metrics: Metrics, notebooks: NotebookApis, proxy: ProxyRoutes
+    ) -> None:
         self.settings = settings
         self.proxy = proxy
         self.kernels = kernels
@@ -68,10 +68,16 @@ class ServerRoutes:
 
     async def status(self, request: web.Request) -> web.Response:
         last = self.kernels.last_activity()
-        return json_response({"started": iso(self.started), "last_activity": iso(last or self.started),
-                              "kernels": len(self.kernels.kernels), "connections": self.kernels.connections(),
-                              "notebooks": self.notebooks.status(),
-                              "broken_plugins": [asdict(b) for b in self.proxy.config.broken]})
+        return json_response(
+            {
+                "started": iso(self.started),
+                "last_activity": iso(last or self.started),
+                "kernels": len(self.kernels.kernels),
+                "connections": self.kernels.connections(),
+                "notebooks": self.notebooks.status(),
+                "broken_plugins": [asdict(b) for b in self.proxy.config.broken],
+            }
+        )
 
     async def spec_as_yaml(self, request: web.Request) -> web.Response:
         return web.Response(text=self.spec_yaml, content_type="application/yaml")
@@ -88,8 +94,13 @@ def build_app(settings: Settings) -> web.Application:
     metrics = Metrics([KernelCollector(kernels), in_flight])
     guard = Guard(settings)
     app = web.Application(
-        middlewares=[in_flight.middleware, metrics.middleware, guard.cors_middleware, error_middleware,
-                     guard.auth_middleware],
+        middlewares=[
+            in_flight.middleware,
+            metrics.middleware,
+            guard.cors_middleware,
+            error_middleware,
+            guard.auth_middleware,
+        ],
         client_max_size=settings.max_body_size,
     )
     owners = Owners(page=settings.page)

@@ -13,11 +13,12 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from . import __version__, settings as options
+from . import __version__
+from . import settings as options
 from .app import build_app
+from .errors import SettingsError
 from .logs import AccessLogger, configure
 from .settings import Settings
-from .errors import SettingsError
 from .web.auth import new_token
 
 log = logging.getLogger("portico")
@@ -30,11 +31,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="portico", description="A fast gateway to Jupyter kernels.",
-                      argument_default=argparse.SUPPRESS)
+    p = OneLineParser(
+        prog="portico", description="A fast gateway to Jupyter kernels.", argument_default=argparse.SUPPRESS
+    )
     p.add_argument("--version", action="version", version=f"portico {__version__}")
-    p.add_argument("--help-options-markdown", action="store_true",
-                   help="print the options as the README's markdown table and exit")
+    p.add_argument(
+        "--help-options-markdown", action="store_true", help="print the options as the README's markdown table and exit"
+    )
     for name, f in options.OPTIONS.items():
         kind = options.type_name(name)
         help_text = f"{f.metadata['help']} [env {options.env_var(name)}]"
@@ -80,15 +83,18 @@ async def serve(s: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anything starts: no window without cleanup
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(s), access_log_class=AccessLogger, handle_signals=False,
-                           shutdown_timeout=s.shutdown_timeout)
+    runner = web.AppRunner(
+        build_app(s), access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=s.shutdown_timeout
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, s.ip, s.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as e:
-            raise SettingsError(f"cannot listen on {s.ip}:{s.port}: {e.strerror}; choose another --port or --ip") from None
+            raise SettingsError(
+                f"cannot listen on {s.ip}:{s.port}: {e.strerror}; choose another --port or --ip"
+            ) from None
         server = site._server
         port: int = server.sockets[0].getsockname()[1] if server is not None and server.sockets else s.port  # type: ignore[attr-defined]
         if s.disable_auth:

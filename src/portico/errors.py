@@ -40,8 +40,15 @@ class PorticoError(Exception):
     reason = "Internal Server Error"
     close_code = Close.INTERNAL
 
-    def __init__(self, message: str, reason: str | None = None, *, status: int | None = None,
-                 headers: dict[str, str] | None = None, extra: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        reason: str | None = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:

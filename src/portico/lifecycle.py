@@ -61,8 +61,11 @@ class Lifecycle:
         yield
         cut = self.in_flight.cut
         if cut:
-            log.warning("shutdown: %d requests were still running when shutdown_timeout ran out and were cut "
-                        "short: %s", len(cut), ", ".join(cut[:10]) + (", ..." if len(cut) > 10 else ""))
+            log.warning(
+                "shutdown: %d requests were still running when shutdown_timeout ran out and were cut short: %s",
+                len(cut),
+                ", ".join(cut[:10]) + (", ..." if len(cut) > 10 else ""),
+            )
         await self._end(self.tiers)
 
     async def _stop(self, app: web.Application) -> None:
@@ -71,13 +74,14 @@ class Lifecycle:
         for tier in self.tiers:
             for component in tier:
                 component.stop_accepting()
-        await asyncio.gather(*(c.disconnect("server shutting down") for tier in self.tiers for c in tier),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(c.disconnect("server shutting down") for tier in self.tiers for c in tier), return_exceptions=True
+        )
 
     async def _end(self, tiers: Sequence[Sequence[Component]]) -> None:
         for tier in reversed(tiers):
             results = await asyncio.gather(*(c.end() for c in tier), return_exceptions=True)
-            for component, result in zip(tier, results):
+            for component, result in zip(tier, results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("shutdown: %s failed to end cleanly: %s", component.name, result)
 

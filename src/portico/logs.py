@@ -15,8 +15,12 @@ TEXT_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname.lower(),
-                                 "logger": record.name, "message": record.getMessage()}
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -41,7 +45,21 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        fields = {"remote": request.remote, "method": request.method, "path": request.path,
-                  "status": response.status, "bytes": response.body_length, "seconds": round(time, 6)}
-        self.logger.info('%s "%s %s" %d %d %.6f', request.remote, request.method, request.path,
-                         response.status, response.body_length, time, extra={"fields": fields})
+        fields = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "seconds": round(time, 6),
+        }
+        self.logger.info(
+            '%s "%s %s" %d %d %.6f',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+            extra={"fields": fields},
+        )

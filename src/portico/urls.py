@@ -21,8 +21,10 @@ from .errors import SettingsError
 PORTICO = "Portico's own"
 PAGE = "the browser page's"
 PROXIED = "a proxied server's"
-FIXED = {segment: PORTICO for segment in
-         ("api", "kernelspecs", "metrics", "files", "proxy", "server-proxy", "public", "_api")}
+FIXED = {
+    segment: PORTICO
+    for segment in ("api", "kernelspecs", "metrics", "files", "proxy", "server-proxy", "public", "_api")
+}
 PAGE_SEGMENTS = ("notebooks", "login", "logout", "_page")
 
 

@@ -17,11 +17,19 @@ from yarl import URL
 from portico_testing import Server, start_server
 
 NOTEBOOK: dict[str, Any] = {
-    "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     "cells": [
         {"id": "a1", "cell_type": "markdown", "metadata": {}, "source": "# Title"},
-        {"id": "b2", "cell_type": "code", "metadata": {}, "execution_count": 1, "source": "print('hi')",
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]},
+        {
+            "id": "b2",
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": 1,
+            "source": "print('hi')",
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}],
+        },
     ],
 }
 
@@ -38,8 +46,9 @@ def srv(root: Path) -> Iterator[Server]:
     server.stop()
 
 
-async def call(http: aiohttp.ClientSession, srv: Server, method: str, path: str, body: Any = None,
-               **params: str) -> tuple[int, Any]:
+async def call(
+    http: aiohttp.ClientSession, srv: Server, method: str, path: str, body: Any = None, **params: str
+) -> tuple[int, Any]:
     url = URL(srv.url + "api/contents" + path, encoded=True)  # sent as written: no client-side '..' folding
     async with http.request(method, url.with_query(params) if params else url, headers=srv.headers, json=body) as r:
         text = await r.text()
@@ -85,9 +94,13 @@ async def test_models_match_jupyter_servers_own(http: aiohttp.ClientSession, srv
 
 
 async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
-    status, model = await call(http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "format": "json", "content": NOTEBOOK})
+    status, model = await call(
+        http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "format": "json", "content": NOTEBOOK}
+    )
     assert status == 201 and model["path"] == "saved.ipynb"
-    status, _ = await call(http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "format": "json", "content": NOTEBOOK})
+    status, _ = await call(
+        http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "format": "json", "content": NOTEBOOK}
+    )
     assert status == 200
     on_disk = (root / "saved.ipynb").read_bytes()
     nbformat.validate(nbformat.reads(on_disk.decode(), as_version=4))
@@ -100,20 +113,26 @@ async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession,
     del broken["cells"][1]["outputs"]
     status, error = await call(http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "content": broken})
     assert status == 400 and "'outputs' is a required property" in error["message"]
-    status, error = await call(http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "content": {**NOTEBOOK, "nbformat": 3}})
+    status, error = await call(
+        http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "content": {**NOTEBOOK, "nbformat": 3}}
+    )
     assert status == 400 and "nbformat 4" in error["message"]
     assert (root / "saved.ipynb").read_bytes() == on_disk  # refused saves leave the file as it was
     assert not [p for p in root.iterdir() if p.name.startswith(".~")]  # and no temporary file behind
 
 
 async def test_text_and_binary_files(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
-    assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[0] == 201
+    assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[
+        0
+    ] == 201
     assert (root / "notes.txt").read_text() == "café\n"
     umask = os.umask(0o022)
     os.umask(umask)
     assert (root / "notes.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # a new file: as open() would make it
     (root / "notes.txt").chmod(0o600)
-    assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[0] == 200
+    assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[
+        0
+    ] == 200
     assert (root / "notes.txt").stat().st_mode & 0o777 == 0o600  # a saved file keeps its mode
     blob = bytes(range(256))
     body = {"type": "file", "format": "base64", "content": base64.b64encode(blob).decode()}
@@ -158,8 +177,9 @@ async def test_dot_dot_is_refused(http: aiohttp.ClientSession, srv: Server, path
         assert status == 403 and "leaves the root" in error["message"], (method, status, error)
 
 
-async def test_absolute_paths_and_symlinks_stay_inside(http: aiohttp.ClientSession, srv: Server, root: Path,
-                                                        tmp_path: Path) -> None:
+async def test_absolute_paths_and_symlinks_stay_inside(
+    http: aiohttp.ClientSession, srv: Server, root: Path, tmp_path: Path
+) -> None:
     (tmp_path / "outside.txt").write_text("outside")
     os.symlink(tmp_path / "outside.txt", root / "link.txt")
     os.symlink(tmp_path, root / "linkdir")
@@ -207,8 +227,12 @@ async def test_files_route_serves_bytes_in_a_sandbox(http: aiohttp.ClientSession
 async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
     async with http.put(srv.url + "api/contents/x.ipynb", headers=srv.headers, data=b"{not json") as r:
         assert r.status == 400
-    for body in ({"type": "notebook", "content": "text"}, {"type": 7}, {"type": "file", "content": 5},
-                 {"type": "weird", "content": "x"}):
+    for body in (
+        {"type": "notebook", "content": "text"},
+        {"type": 7},
+        {"type": "file", "content": 5},
+        {"type": "weird", "content": "x"},
+    ):
         assert (await call(http, srv, "PUT", "/x.ipynb", body))[0] == 400, body
     assert (await call(http, srv, "PATCH", "/nothing.txt", {"path": "y"}))[0] == 404
     assert (await call(http, srv, "PATCH", "/saved.ipynb", {}))[0] == 400

@@ -22,12 +22,21 @@ FLOOD = 20_000
 FLOOD_CODE = f"for i in range({FLOOD}): display({{'text/plain': str(i)}}, raw=True)"
 
 
-async def flood(client: KernelClient, server: Server, stall: float, after: int = 2000, code: str = FLOOD_CODE
-                ) -> list[Any]:
+async def flood(
+    client: KernelClient, server: Server, stall: float, after: int = 2000, code: str = FLOOD_CODE
+) -> list[Any]:
     """Run the flood; SIGSTOP the server for `stall` s once `after` numbers came; the texts received."""
-    msg_id = await client.request("execute_request", {"code": code, "silent": False, "store_history": False,
-                                                      "user_expressions": {}, "allow_stdin": False,
-                                                      "stop_on_error": True})
+    msg_id = await client.request(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    )
     received: list[Any] = []
     stalled = stall == 0
     async with asyncio.timeout(180):
@@ -70,14 +79,21 @@ def foreign_ipykernel(tmp_path: Path) -> Path:
     spec = tmp_path / "kernels" / "foreign"
     spec.mkdir(parents=True)
     code = "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-c", code, "-f", "{connection_file}"],
-        "display_name": "ipykernel, started by hand", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-c", code, "-f", "{connection_file}"],
+                "display_name": "ipykernel, started by hand",
+                "language": "python",
+            }
+        )
+    )
     return tmp_path
 
 
-async def test_a_loss_portico_cannot_prevent_is_told_to_every_client(http: aiohttp.ClientSession,
-                                                                     tmp_path: Path) -> None:
+async def test_a_loss_portico_cannot_prevent_is_told_to_every_client(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     """A kernel whose iopub high-water mark Portico could not raise drops messages at it; Portico
     sees the hole in the kernel's message numbers and says how many went missing, in place."""
     path = foreign_ipykernel(tmp_path)
@@ -88,8 +104,11 @@ async def test_a_loss_portico_cannot_prevent_is_told_to_every_client(http: aioht
         # the kernel goes on after the flood, so a message follows the hole once Portico reads again
         received = await flood(client, srv, stall=3, code=FLOOD_CODE + "\nimport time; time.sleep(5); print('end')")
         numbers = [r for r in received if isinstance(r, str)]
-        notices = [r for r in received if not isinstance(r, str) and r["header"]["msg_type"] == "stream"
-                   and r["content"]["name"] == "stderr"]
+        notices = [
+            r
+            for r in received
+            if not isinstance(r, str) and r["header"]["msg_type"] == "stream" and r["content"]["name"] == "stderr"
+        ]
         assert received[-1]["content"]["text"] == "end\n"
         lost = FLOOD - len(numbers)
         assert lost > 0, "the stall was expected to overflow the kernel's iopub queue"

@@ -33,8 +33,11 @@ def busy_loops() -> Iterator[None]:
 
 
 def numbers(outputs: list[dict[str, object]]) -> list[str]:
-    return [m["content"]["data"]["text/plain"] for m in outputs  # type: ignore[index]
-            if m["header"]["msg_type"] == "display_data"]  # type: ignore[index]
+    return [
+        m["content"]["data"]["text/plain"]
+        for m in outputs  # type: ignore[index]
+        if m["header"]["msg_type"] == "display_data"
+    ]  # type: ignore[index]
 
 
 async def kernel_pid(client: KernelClient) -> int:
@@ -44,24 +47,35 @@ async def kernel_pid(client: KernelClient) -> int:
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 @pytest.mark.parametrize("v1", [pytest.param(True, id="v1"), pytest.param(False, id="json")])
-async def test_a_flood_under_cpu_contention_arrives_whole(http: aiohttp.ClientSession, busy_loops: None,
-                                                          transport: str, v1: bool) -> None:
+async def test_a_flood_under_cpu_contention_arrives_whole(
+    http: aiohttp.ClientSession, busy_loops: None, transport: str, v1: bool
+) -> None:
     srv = start_server("--kernel-transport", transport)
     try:
         kid = await start_kernel(http, srv)
         clients = [await KernelClient.connect(http, srv, kid, v1=v1) for _ in range(2)]
-        msg_id = await clients[0].request("execute_request", {"code": FLOOD_CODE, "silent": False,
-                                                              "store_history": False, "user_expressions": {},
-                                                              "allow_stdin": False, "stop_on_error": True})
+        msg_id = await clients[0].request(
+            "execute_request",
+            {
+                "code": FLOOD_CODE,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
         reply, outputs = await clients[0].collect(msg_id, timeout=180)
         assert reply["content"]["status"] == "ok"
         assert numbers(outputs) == [str(i) for i in range(FLOOD)]
-        watcher = await clients[1].next(lambda m: m["parent_header"].get("msg_id") == msg_id
-                                        and m["header"]["msg_type"] == "display_data")
+        watcher = await clients[1].next(
+            lambda m: m["parent_header"].get("msg_id") == msg_id and m["header"]["msg_type"] == "display_data"
+        )
         seen = [watcher["content"]["data"]["text/plain"]]
         while len(seen) < FLOOD:
-            m = await clients[1].next(lambda m: m["parent_header"].get("msg_id") == msg_id
-                                      and m["header"]["msg_type"] == "display_data")
+            m = await clients[1].next(
+                lambda m: m["parent_header"].get("msg_id") == msg_id and m["header"]["msg_type"] == "display_data"
+            )
             seen.append(m["content"]["data"]["text/plain"])
         assert seen == [str(i) for i in range(FLOOD)]
         for c in clients:
@@ -82,14 +96,24 @@ async def test_kill_9_during_a_flood_with_three_clients(http: aiohttp.ClientSess
     clients = [await KernelClient.connect(http, server, kid, v1=v1) for v1 in (True, False, True)]
     pid = await kernel_pid(clients[0])
     long_flood = FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD))
-    await clients[0].request("execute_request", {"code": long_flood, "silent": False, "store_history": False,
-                                                 "user_expressions": {}, "allow_stdin": False,
-                                                 "stop_on_error": True})
+    await clients[0].request(
+        "execute_request",
+        {
+            "code": long_flood,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    )
     await clients[1].next(lambda m: m["header"]["msg_type"] == "display_data")
     os.kill(pid, signal.SIGKILL)
     for c in clients:
-        await c.next(lambda m: m["header"]["msg_type"] == "status"
-                     and m["content"]["execution_state"] == "restarting", timeout=60)
+        await c.next(
+            lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
+            timeout=60,
+        )
     for c in clients:
         reply, outputs = await c.execute("print('back')", timeout=60)
         assert reply["content"]["status"] == "ok" and stdout_of(outputs) == "back\n"
@@ -100,9 +124,17 @@ async def test_kill_9_during_an_input_wait(http: aiohttp.ClientSession, server: 
     kid = await start_kernel(http, server)
     clients = [await KernelClient.connect(http, server, kid) for _ in range(3)]
     pid = await kernel_pid(clients[0])
-    asking = await clients[0].request("execute_request", {"code": "input('? ')", "silent": False,
-                                                          "store_history": False, "user_expressions": {},
-                                                          "allow_stdin": True, "stop_on_error": True})
+    asking = await clients[0].request(
+        "execute_request",
+        {
+            "code": "input('? ')",
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": True,
+            "stop_on_error": True,
+        },
+    )
     await clients[0].next(lambda m: m["header"]["msg_type"] == "input_request")
     os.kill(pid, signal.SIGKILL)
     reply, _ = await clients[0].collect(asking, timeout=60)
@@ -113,15 +145,22 @@ async def test_kill_9_during_an_input_wait(http: aiohttp.ClientSession, server: 
         await c.close()
 
 
-async def test_a_kernel_stopped_for_10_s_resumes_with_nothing_lost(http: aiohttp.ClientSession,
-                                                                  server: Server) -> None:
+async def test_a_kernel_stopped_for_10_s_resumes_with_nothing_lost(http: aiohttp.ClientSession, server: Server) -> None:
     kid = await start_kernel(http, server)
     client = await KernelClient.connect(http, server, kid, v1=False)
     pid = await kernel_pid(client)
     code = "import time\nfor i in range(2000):\n    display({'text/plain': str(i)}, raw=True)\n    time.sleep(0.002)"
-    msg_id = await client.request("execute_request", {"code": code, "silent": False, "store_history": False,
-                                                      "user_expressions": {}, "allow_stdin": False,
-                                                      "stop_on_error": True})
+    msg_id = await client.request(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    )
     await client.next(lambda m: m["header"]["msg_type"] == "display_data")
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -148,8 +187,10 @@ async def test_a_client_reading_at_20_kb_s_beside_a_fast_one_gets_everything(htt
         fast = await KernelClient.connect(http, srv, kid, v1=False)
         count = 600
         code = f"for i in range({count}): display({{'text/plain': str(i).rjust(400, '.')}}, raw=True)"
-        msg_id = await fast.request("execute_request", {"code": code, "silent": False, "store_history": False,
-                                                        "user_expressions": {}, "allow_stdin": False})
+        msg_id = await fast.request(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+        )
         loop, buffer, seen, read = asyncio.get_running_loop(), bytearray(), [], 0
         fast_done = asyncio.create_task(fast.collect(msg_id, timeout=120))
         read_when_fast_done = None
@@ -170,8 +211,9 @@ async def test_a_client_reading_at_20_kb_s_beside_a_fast_one_gets_everything(htt
         assert seen == [str(i) for i in range(count)]
         _, outputs = await fast_done
         assert numbers(outputs) == [str(i).rjust(400, ".") for i in range(count)]
-        assert read_when_fast_done is not None and read_when_fast_done < read / 2, \
+        assert read_when_fast_done is not None and read_when_fast_done < read / 2, (
             "the fast client waited for the slow one"
+        )
         await fast.close()
     finally:
         if slow is not None:
@@ -179,13 +221,19 @@ async def test_a_client_reading_at_20_kb_s_beside_a_fast_one_gets_everything(htt
         srv.stop()
 
 
-async def test_a_restart_during_a_flood_answers_it_and_serves_on(http: aiohttp.ClientSession,
-                                                                server: Server) -> None:
+async def test_a_restart_during_a_flood_answers_it_and_serves_on(http: aiohttp.ClientSession, server: Server) -> None:
     kid = await start_kernel(http, server)
     clients = [await KernelClient.connect(http, server, kid, v1=v1) for v1 in (True, False)]
-    msg_id = await clients[0].request("execute_request", {"code": FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD)),
-                                                          "silent": False, "store_history": False,
-                                                          "user_expressions": {}, "allow_stdin": False})
+    msg_id = await clients[0].request(
+        "execute_request",
+        {
+            "code": FLOOD_CODE.replace(str(FLOOD), str(5 * FLOOD)),
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    )
     await clients[1].next(lambda m: m["header"]["msg_type"] == "display_data")
     async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
         assert r.status == 200

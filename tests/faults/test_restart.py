@@ -19,13 +19,15 @@ from portico_testing import KernelClient, Server, logged, start_kernel, start_se
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
-EXECUTE = {"silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
-           "stop_on_error": True}
+EXECUTE = {"silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
 
 
 def result_of(outputs: list[dict[str, object]]) -> object:
-    return [m["content"]["data"]["text/plain"] for m in outputs  # type: ignore[index]
-            if m["header"]["msg_type"] == "execute_result"]  # type: ignore[index]
+    return [
+        m["content"]["data"]["text/plain"]
+        for m in outputs  # type: ignore[index]
+        if m["header"]["msg_type"] == "execute_result"
+    ]  # type: ignore[index]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,8 @@ def server() -> Iterator[Server]:
 
 @pytest.mark.parametrize("v1", [pytest.param(True, id="v1"), pytest.param(False, id="json")])
 async def test_an_execute_sent_while_the_kernel_restarts_is_answered_with_its_output(
-        http: aiohttp.ClientSession, server: Server, v1: bool) -> None:
+    http: aiohttp.ClientSession, server: Server, v1: bool
+) -> None:
     kid = await start_kernel(http, server)
     client = await KernelClient.connect(http, server, kid, v1=v1)
     for attempt in range(3):
@@ -53,8 +56,9 @@ async def test_an_execute_sent_while_the_kernel_restarts_is_answered_with_its_ou
     await client.close()
 
 
-async def test_requests_queued_behind_a_crash_are_answered_not_run(http: aiohttp.ClientSession,
-                                                                   server: Server, tmp_path: Path) -> None:
+async def test_requests_queued_behind_a_crash_are_answered_not_run(
+    http: aiohttp.ClientSession, server: Server, tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
     kid = await start_kernel(http, server)
     client = await KernelClient.connect(http, server, kid)
@@ -70,8 +74,9 @@ async def test_requests_queued_behind_a_crash_are_answered_not_run(http: aiohttp
     await client.close()
 
 
-async def test_messages_sent_during_a_rest_restart_reach_the_new_kernel(http: aiohttp.ClientSession,
-                                                                      server: Server) -> None:
+async def test_messages_sent_during_a_rest_restart_reach_the_new_kernel(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     kid = await start_kernel(http, server)
     clients = [await KernelClient.connect(http, server, kid, v1=v1) for v1 in (True, False)]
     await clients[0].execute("x = 1")
@@ -93,14 +98,20 @@ async def test_messages_sent_during_a_rest_restart_reach_the_new_kernel(http: ai
         await c.close()
 
 
-async def flood_stalled(client: KernelClient, srv: Server, during_stall: Any, marker: Path, flood: int = 6000
-                        ) -> tuple[dict[str, Any] | None, list[Any]]:
+async def flood_stalled(
+    client: KernelClient, srv: Server, during_stall: Any, marker: Path, flood: int = 6000
+) -> tuple[dict[str, Any] | None, list[Any]]:
     """A flood whose output waits in the kernel's own iopub queue: Portico is stopped (SIGSTOP)
     once 1,000 numbers came, until the kernel has finished (it writes marker); during_stall() runs
     before SIGCONT.  The execute_reply, and what came on iopub (numbers, anything else) until idle."""
-    msg_id = await client.request("execute_request", {
-        "code": f"for i in range({flood}): display({{'text/plain': str(i)}}, raw=True)\n"
-                f"open({str(marker)!r}, 'w').close()", **EXECUTE})
+    msg_id = await client.request(
+        "execute_request",
+        {
+            "code": f"for i in range({flood}): display({{'text/plain': str(i)}}, raw=True)\n"
+            f"open({str(marker)!r}, 'w').close()",
+            **EXECUTE,
+        },
+    )
     received: list[Any] = []
     reply, stalled = None, False
     async with asyncio.timeout(180):
@@ -132,7 +143,8 @@ async def flood_stalled(client: KernelClient, srv: Server, during_stall: Any, ma
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
-        http: aiohttp.ClientSession, transport: str, tmp_path: Path) -> None:
+    http: aiohttp.ClientSession, transport: str, tmp_path: Path
+) -> None:
     """A flood the kernel finished, its output still in the kernel's queue, then a restart: every
     message reaches the client before the old kernel goes (TCP may pause seconds after a stall)."""
     srv = start_server("--kernel-transport", transport)
@@ -142,11 +154,10 @@ async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
         restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
 
         async def ask_for_a_restart() -> None:
-            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart",
-                                                         headers=srv.headers)))
+            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers)))
             await asyncio.sleep(0.5)  # the request waits in the stalled server's socket
 
-        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / 'done')
+        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / "done")
         async with await restart[0] as r:
             assert r.status == 200
         assert received == [str(i) for i in range(6000)]
@@ -158,8 +169,9 @@ async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
         srv.stop()
 
 
-async def test_output_that_died_in_a_killed_kernels_queue_is_told(http: aiohttp.ClientSession,
-                                                                  server: Server, tmp_path: Path) -> None:
+async def test_output_that_died_in_a_killed_kernels_queue_is_told(
+    http: aiohttp.ClientSession, server: Server, tmp_path: Path
+) -> None:
     """The kernel finished the flood and answered, then was killed with the end of its output still
     queued: the client gets what came, in order, and a notice that the end may be missing."""
     kid = await start_kernel(http, server)
@@ -170,7 +182,7 @@ async def test_output_that_died_in_a_killed_kernels_queue_is_told(http: aiohttp.
     async def kill() -> None:
         os.kill(pid, signal.SIGKILL)
 
-    reply, received = await flood_stalled(client, server, kill, tmp_path / 'done')
+    reply, received = await flood_stalled(client, server, kill, tmp_path / "done")
     assert reply is not None and reply["content"]["status"] == "ok"
     numbers, notices = [r for r in received if isinstance(r, str)], [r for r in received if not isinstance(r, str)]
     assert numbers == [str(i) for i in range(len(numbers))] and len(numbers) < 6000
@@ -203,8 +215,9 @@ async def test_interrupts_during_a_restart_leave_it_alone(http: aiohttp.ClientSe
     await client.close()
 
 
-async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(http: aiohttp.ClientSession,
-                                                                    server: Server) -> None:
+async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     """A cell that runs when a restart comes, and would finish while the old kernel shuts down: it
     is answered KernelRestarted with a prefix of its output, never ok with output that ended with
     the old process."""
@@ -212,10 +225,15 @@ async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(http: aiohtt
     client = await KernelClient.connect(http, server, kid)
     await client.execute("import time")
     for _ in range(3):
-        running = await client.request("execute_request", {
-            "code": "print(-1, flush=True); time.sleep(1)\nfor i in range(3000): print(i)", **EXECUTE})
-        first = await client.next(lambda m: m["header"]["msg_type"] == "stream"
-                                  and m["parent_header"].get("msg_id") == running)
+        running = await client.request(
+            "execute_request",
+            {"code": "print(-1, flush=True); time.sleep(1)\nfor i in range(3000): print(i)", **EXECUTE},
+        )
+        first = await client.next(
+            lambda m, running=running: (
+                m["header"]["msg_type"] == "stream" and m["parent_header"].get("msg_id") == running
+            )
+        )
         async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
             assert r.status == 200
         reply, outputs = await client.collect(running, timeout=60)
@@ -229,7 +247,8 @@ async def test_a_request_a_restart_cuts_is_answered_as_cut_never_ok(http: aiohtt
 
 
 async def test_a_restart_of_a_stopped_kernel_cuts_what_it_owes_and_brings_a_new_one(
-        http: aiohttp.ClientSession) -> None:
+    http: aiohttp.ClientSession,
+) -> None:
     """A kernel that answers nothing (SIGSTOP: hung, or its iopub stalled past
     kernel_restart_output_wait): the restart waits that long for its output, cuts the rest, and
     a new kernel serves; the request it was running is answered KernelRestarted."""
@@ -276,8 +295,9 @@ async def test_output_a_restart_cuts_is_not_reported_as_lost(http: aiohttp.Clien
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         await client.execute(BEAT)
-        running = await client.request("execute_request", {
-            "code": "for i in range(10**7): display({'text/plain': str(i)}, raw=True)", **EXECUTE})
+        running = await client.request(
+            "execute_request", {"code": "for i in range(10**7): display({'text/plain': str(i)}, raw=True)", **EXECUTE}
+        )
         for _ in range(1000):
             await client.next(lambda m: m["header"]["msg_type"] == "display_data")
         os.kill(srv.proc.pid, signal.SIGSTOP)
@@ -311,16 +331,30 @@ class QuietControl(IPythonKernel):
 
 
 async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_restart(
-        http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     """The restart's barrier cannot be a control request's idle here: it waits while the
     kernel's iopub still flows, and the flood the kernel finished arrives whole."""
     spec = tmp_path / "kernels" / "quiet"
     spec.mkdir(parents=True)
     (spec / "quiet_control.py").write_text(QUIET_CONTROL)
-    (spec / "kernel.json").write_text(json.dumps({  # through ipykernel_launcher: Portico's boot script applies
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.kernel_class=quiet_control.QuietControl"],
-        "env": {"PYTHONPATH": str(spec)}, "display_name": "Quiet control", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {  # through ipykernel_launcher: Portico's boot script applies
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                    "--IPKernelApp.kernel_class=quiet_control.QuietControl",
+                ],
+                "env": {"PYTHONPATH": str(spec)},
+                "display_name": "Quiet control",
+                "language": "python",
+            }
+        )
+    )
     srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
     try:
         kid = await start_kernel(http, srv, name="quiet")
@@ -329,8 +363,7 @@ async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_res
         restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
 
         async def ask_for_a_restart() -> None:
-            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart",
-                                                         headers=srv.headers)))
+            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers)))
             await asyncio.sleep(0.5)
 
         reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / "done")

@@ -26,6 +26,7 @@ def test_journal_numbers_without_holes_and_evicts_oldest_by_bytes() -> None:
 
 def test_the_byte_bound_counts_what_an_entry_costs_in_memory() -> None:
     import tracemalloc
+
     parts = [b"h" * 200, b"p" * 200, b"{}", b"c" * 100]
     tracemalloc.start()
     try:
@@ -60,8 +61,9 @@ def displayed(msg: dict[str, Any]) -> int | None:
     return None
 
 
-async def collect_flood(client: KernelClient, got: list[int], seqs: list[int], stop_at: int | None = None,
-                        timeout: float = 120) -> None:
+async def collect_flood(
+    client: KernelClient, got: list[int], seqs: list[int], stop_at: int | None = None, timeout: float = 120
+) -> None:
     async with asyncio.timeout(timeout):
         while len(got) < 20000 and (stop_at is None or len(got) < stop_at):
             msg = await client.messages.get()
@@ -74,8 +76,9 @@ async def collect_flood(client: KernelClient, got: list[int], seqs: list[int], s
 
 
 @pytest.mark.parametrize("v1", [True, False], ids=["v1", "json"])
-async def test_reconnect_mid_flood_gets_everything_exactly_once(http: aiohttp.ClientSession, server: Server,
-                                                                kernel: str, v1: bool) -> None:
+async def test_reconnect_mid_flood_gets_everything_exactly_once(
+    http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool
+) -> None:
     client = await KernelClient.connect(http, server, kernel, v1=v1, session_id="flood", since=0)
     got: list[int] = []
     seqs: list[int] = []
@@ -90,8 +93,9 @@ async def test_reconnect_mid_flood_gets_everything_exactly_once(http: aiohttp.Cl
     await again.close()
 
 
-async def test_a_late_client_asking_from_zero_gets_the_whole_flood(http: aiohttp.ClientSession, server: Server,
-                                                                  kernel: str) -> None:
+async def test_a_late_client_asking_from_zero_gets_the_whole_flood(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     first = await KernelClient.connect(http, server, kernel)
     msg_id = await first.request("execute_request", {"code": FLOOD, "silent": False})
     await first.next(lambda m: displayed(m) == 5000, timeout=60)
@@ -109,8 +113,10 @@ async def test_an_evicted_range_is_reported(http: aiohttp.ClientSession) -> None
     try:
         kid = await start_kernel(http, srv)
         runner = await KernelClient.connect(http, srv, kid)
-        await runner.execute("from IPython.display import display\nfor i in range(3000): display({'text/plain': str(i)}, raw=True)",
-                             timeout=60)
+        await runner.execute(
+            "from IPython.display import display\nfor i in range(3000): display({'text/plain': str(i)}, raw=True)",
+            timeout=60,
+        )
         late = await KernelClient.connect(http, srv, kid, since=0)
         gap = await late.next(lambda m: m["channel"] == "iopub", timeout=10)
         assert gap["header"]["msg_type"] == "portico_journal_gap"
@@ -123,16 +129,18 @@ async def test_an_evicted_range_is_reported(http: aiohttp.ClientSession) -> None
         srv.stop()
 
 
-async def test_clients_that_do_not_ask_see_no_sequence_numbers(http: aiohttp.ClientSession, server: Server,
-                                                               kernel: str) -> None:
+async def test_clients_that_do_not_ask_see_no_sequence_numbers(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     plain = await KernelClient.connect(http, server, kernel)
     _, outputs = await plain.execute("print(1)")
     assert all("portico_seq" not in m["metadata"] for m in outputs)
     await plain.close()
 
 
-async def test_since_now_numbers_live_messages_and_replays_nothing(http: aiohttp.ClientSession, server: Server,
-                                                                   kernel: str) -> None:
+async def test_since_now_numbers_live_messages_and_replays_nothing(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     """What the browser page does: connect with since=now, drop, come back with since=<last seen>."""
     plain = await KernelClient.connect(http, server, kernel)
     await plain.execute("print('before')")
@@ -163,9 +171,12 @@ async def test_rate_limit_trips_with_a_notice_when_turned_on(http: aiohttp.Clien
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         _, outputs = await client.execute(
-            "from IPython.display import display\nfor i in range(500): display({'text/plain': str(i)}, raw=True)")
+            "from IPython.display import display\nfor i in range(500): display({'text/plain': str(i)}, raw=True)"
+        )
         shown = [m for m in outputs if m["header"]["msg_type"] == "display_data"]
-        notices = [m for m in outputs if m["header"]["msg_type"] == "stream" and "rate exceeded" in m["content"]["text"]]
+        notices = [
+            m for m in outputs if m["header"]["msg_type"] == "stream" and "rate exceeded" in m["content"]["text"]
+        ]
         assert len(shown) < 500 and len(notices) == 1
         assert "iopub_msg_rate_limit" in notices[0]["content"]["text"]
         await client.close()

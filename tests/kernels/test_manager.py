@@ -17,6 +17,7 @@ from portico_testing import KernelClient, Server, eventually, logged, start_kern
 async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.ClientSession, root_dir: Path) -> None:
     srv = start_server("--max-kernels", "10", "--root-dir", str(root_dir))
     try:
+
         async def create() -> int:
             async with http.post(srv.url + "api/kernels", json={}, headers=srv.headers) as r:
                 body = await r.json()
@@ -28,12 +29,17 @@ async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.Clie
         assert statuses.count(201) == 10 and statuses.count(403) == 40
         async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
             kernels = await r.json()
-        assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels), [k["execution_state"] for k in kernels]
+        assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels), [
+            k["execution_state"] for k in kernels
+        ]
     finally:
         srv.stop()
 
 
-SECRET_CHECK = "import os; print(sorted(k for k in os.environ if 'SECRET' in k or 'TOKEN' in k), os.environ.get('KERNEL_A'), os.environ.get('EXTRA'))"
+SECRET_CHECK = (
+    "import os; print(sorted(k for k in os.environ if 'SECRET' in k or 'TOKEN' in k), "
+    "os.environ.get('KERNEL_A'), os.environ.get('EXTRA'))"
+)
 
 
 async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
@@ -41,8 +47,10 @@ async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, 
     srv = start_server("--root-dir", str(root_dir), token=None, env=env)
     try:
         assert srv.token == "secret-token"
-        for body in ({}, {"env": {"KERNEL_A": "a", "AWS_SECRET_ACCESS_KEY": "x", "EXTRA": "y",
-                                  "KERNEL_TOKEN": "secret-token"}}):
+        for body in (
+            {},
+            {"env": {"KERNEL_A": "a", "AWS_SECRET_ACCESS_KEY": "x", "EXTRA": "y", "KERNEL_TOKEN": "secret-token"}},
+        ):
             kid = await start_kernel(http, srv, **body)
             client = await KernelClient.connect(http, srv, kid)
             _, outputs = await client.execute(SECRET_CHECK)
@@ -54,13 +62,22 @@ async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, 
 
 
 async def test_operator_allow_lists_reach_the_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server("--kernel-env-inherit", "EXTRA", "--kernel-env-allow", "MY_OPT",
-                       "--root-dir", str(root_dir), env={"EXTRA": "inherited"})
+    srv = start_server(
+        "--kernel-env-inherit",
+        "EXTRA",
+        "--kernel-env-allow",
+        "MY_OPT",
+        "--root-dir",
+        str(root_dir),
+        env={"EXTRA": "inherited"},
+    )
     try:
         kid = await start_kernel(http, srv, env={"MY_OPT": "yes", "OTHER": "no"})
         client = await KernelClient.connect(http, srv, kid)
-        _, outputs = await client.execute("import os; print(os.environ.get('EXTRA'), os.environ.get('MY_OPT'), "
-                                          "os.environ.get('OTHER'), 'HOME' in os.environ)")
+        _, outputs = await client.execute(
+            "import os; print(os.environ.get('EXTRA'), os.environ.get('MY_OPT'), "
+            "os.environ.get('OTHER'), 'HOME' in os.environ)"
+        )
         assert stdout_of(outputs) == "inherited yes None False\n"
         await client.close()
     finally:
@@ -68,8 +85,9 @@ async def test_operator_allow_lists_reach_the_kernel(http: aiohttp.ClientSession
 
 
 async def test_idle_kernels_are_culled_and_clients_told(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server("--cull-idle-timeout", "1", "--cull-interval", "0.5", "--cull-connected", "true",
-                       "--root-dir", str(root_dir))
+    srv = start_server(
+        "--cull-idle-timeout", "1", "--cull-interval", "0.5", "--cull-connected", "true", "--root-dir", str(root_dir)
+    )
     try:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
@@ -98,8 +116,9 @@ async def test_connected_kernels_are_not_culled_by_default(http: aiohttp.ClientS
         srv.stop()
 
 
-async def test_metrics_count_kernels_connections_messages_requests(http: aiohttp.ClientSession, server: Server,
-                                                                   kernel: str) -> None:
+async def test_metrics_count_kernels_connections_messages_requests(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     client = await KernelClient.connect(http, server, kernel)
     await client.execute("print(1)")
     async with http.get(server.url + "metrics", headers=server.headers) as r:
@@ -109,7 +128,7 @@ async def test_metrics_count_kernels_connections_messages_requests(http: aiohttp
     assert 'portico_kernel_messages_total{channel="shell",direction="to_kernel"}' in text
     assert 'portico_kernel_messages_total{channel="iopub",direction="from_kernel"}' in text
     assert 'portico_http_requests_total{method="POST",route="/api/kernels",status="201"}' in text
-    assert 'portico_http_request_seconds_bucket{' in text
+    assert "portico_http_request_seconds_bucket{" in text
     await client.close()
 
 
@@ -152,13 +171,20 @@ async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientS
         cull.stop()
 
 
-async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(http: aiohttp.ClientSession,
-                                                                       tmp_path: Path) -> None:
+async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     spec = tmp_path / "kernels" / "crashy"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"],
-        "display_name": "Crashy", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"],
+                "display_name": "Crashy",
+                "language": "python",
+            }
+        )
+    )
     srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
     try:
         async with http.post(srv.url + "api/kernels", json={"name": "crashy"}, headers=srv.headers) as r:
@@ -181,14 +207,21 @@ runpy.run_module("ipykernel_launcher", run_name="__main__")
 """
 
 
-async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(http: aiohttp.ClientSession,
-                                                                          tmp_path: Path) -> None:
+async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
     spec = tmp_path / "kernels" / "once"
     spec.mkdir(parents=True)
     (spec / "once.py").write_text(ONCE)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, str(spec / "once.py"), str(tmp_path / "started"), "{connection_file}"],
-        "display_name": "Once", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, str(spec / "once.py"), str(tmp_path / "started"), "{connection_file}"],
+                "display_name": "Once",
+                "language": "python",
+            }
+        )
+    )
     srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
     try:
         kid = await start_kernel(http, srv, name="once")
@@ -219,8 +252,10 @@ async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, tr
     try:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
-        _, outputs = await client.execute("import json, ipykernel.connect as c; f = c.get_connection_file(); "
-                                          "print(json.load(open(f))['transport'], f)")
+        _, outputs = await client.execute(
+            "import json, ipykernel.connect as c; f = c.get_connection_file(); "
+            "print(json.load(open(f))['transport'], f)"
+        )
         kind, connection_file = stdout_of(outputs).split()
         assert kind == transport
         sockets = list(Path(connection_file).parent.glob("k-*-ipc-*"))

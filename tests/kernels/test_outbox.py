@@ -57,8 +57,12 @@ async def test_different_streams_or_parents_do_not_merge() -> None:
     ws = SlowSocket()
     box = Outbox(ws, 2400, lambda: None, encode)  # type: ignore[arg-type]
     box.start()
-    msgs = [stream("a" * 200, {"msg_id": "1"}), stream("b" * 200, {"msg_id": "1"}, "stderr"),
-            stream("c" * 200, {"msg_id": "2"}), stream("d" * 10, {"msg_id": "2"})]
+    msgs = [
+        stream("a" * 200, {"msg_id": "1"}),
+        stream("b" * 200, {"msg_id": "1"}, "stderr"),
+        stream("c" * 200, {"msg_id": "2"}),
+        stream("d" * 10, {"msg_id": "2"}),
+    ]
     for i, parts in enumerate(msgs, 1):
         box.put(*encode(parts, i), i, parts)
     ws.gate.set()

@@ -16,9 +16,11 @@ from portico_testing import KernelClient, Server, logged, start_kernel, start_se
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# setup"),
-                nbformat.v4.new_code_cell("seeded = 40"),
-                nbformat.v4.new_code_cell("seeded += 2")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# setup"),
+        nbformat.v4.new_code_cell("seeded = 40"),
+        nbformat.v4.new_code_cell("seeded += 2"),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path_factory.mktemp("seed") / "seed.ipynb"
     nbformat.write(nb, path)
@@ -69,8 +71,9 @@ async def test_warm_kernels_are_handed_out_seeded_and_refilled(http: aiohttp.Cli
     assert await run(http, pooled, kid, "print(seeded)") == "42\n"
 
 
-async def test_requests_the_pool_cannot_serve_start_cold(http: aiohttp.ClientSession, pooled: Server,
-                                                         root_dir: Path) -> None:
+async def test_requests_the_pool_cannot_serve_start_cold(
+    http: aiohttp.ClientSession, pooled: Server, root_dir: Path
+) -> None:
     await wait_pool(http, pooled, 2)
     with_env = await start_kernel(http, pooled, env={"KERNEL_X": "1"})
     elsewhere = await start_kernel(http, pooled, path="sub/nb.ipynb")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import struct
 import time
@@ -39,8 +38,9 @@ async def test_execute_outputs_and_reply(http: aiohttp.ClientSession, server: Se
 
 
 @pytest.mark.parametrize("v1", PROTOCOLS)
-async def test_iopub_reaches_everyone_replies_only_the_sender(http: aiohttp.ClientSession, server: Server,
-                                                              kernel: str, v1: bool) -> None:
+async def test_iopub_reaches_everyone_replies_only_the_sender(
+    http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool
+) -> None:
     a = await KernelClient.connect(http, server, kernel, v1=v1)
     b = await KernelClient.connect(http, server, kernel, v1=not v1)
     msg_id = await a.request("execute_request", {"code": "print('from a')", "silent": False})
@@ -64,8 +64,9 @@ async def test_iopub_reaches_everyone_replies_only_the_sender(http: aiohttp.Clie
 
 
 @pytest.mark.parametrize("v1", PROTOCOLS)
-async def test_input_request_goes_to_the_requester(http: aiohttp.ClientSession, server: Server, kernel: str,
-                                                   v1: bool) -> None:
+async def test_input_request_goes_to_the_requester(
+    http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool
+) -> None:
     a = await KernelClient.connect(http, server, kernel, v1=v1)
     b = await KernelClient.connect(http, server, kernel, v1=v1)
     msg_id = await a.request("execute_request", {"code": "print('got', input('name? '))", "allow_stdin": True})
@@ -94,37 +95,46 @@ async def test_binary_buffers_both_ways(http: aiohttp.ClientSession, server: Ser
     reply, _ = await client.execute(setup)
     assert reply["content"]["status"] == "ok"
     comm_id = uuid.uuid4().hex
-    await client.send(client.message("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}},
-                                     buffers=[blob]))
+    await client.send(
+        client.message("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}}, buffers=[blob])
+    )
     await client.send(client.message("comm_msg", {"comm_id": comm_id, "data": {}}, buffers=[blob[::-1]]))
     _, outputs = await client.execute(f"print(got == [{blob!r}, {blob[::-1]!r}])")
     assert stdout_of(outputs) == "True\n"
     # kernel -> client
     _, outputs = await client.execute(
-        "c = create_comm(target_name='x', data={}); c.send(data={'n': 1}, buffers=[bytes(range(256)) * 64, b'\\x00'])")
+        "c = create_comm(target_name='x', data={}); c.send(data={'n': 1}, buffers=[bytes(range(256)) * 64, b'\\x00'])"
+    )
     sent = [m for m in outputs if m["header"]["msg_type"] == "comm_msg"][0]
     assert [bytes(b) for b in sent["buffers"]] == [blob, b"\x00"]
     await client.close()
 
 
 @pytest.mark.parametrize("v1", PROTOCOLS)
-async def test_bad_messages_get_errors_and_the_kernel_keeps_serving(http: aiohttp.ClientSession, server: Server,
-                                                                    kernel: str, v1: bool) -> None:
+async def test_bad_messages_get_errors_and_the_kernel_keeps_serving(
+    http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool
+) -> None:
     client = await KernelClient.connect(http, server, kernel, v1=v1)
     other = await KernelClient.connect(http, server, kernel, v1=not v1)
     good = client.message("kernel_info_request", {})
     bad_frames: list[bytes | str] = [b"\x01\x02", struct.pack("<Q", 9) + b"\x00" * 16, struct.pack("!I", 4) + b"xx"]
     if v1:
         bad_frames.append("{}")
-        from portico.kernels import wire
         import orjson
+
+        from portico.kernels import wire
+
         parts = [orjson.dumps(good[k]) for k in ("header", "parent_header", "metadata", "content")]
         bad_frames.append(wire.to_v1(b"nochannel", parts))
         bad_frames.append(wire.to_v1(b"shell", [b""] + parts[1:]))
     else:
-        bad_frames += ["{not json", "[]", '{"channel": "shell", "content": {}}',
-                       '{"channel": "bogus", "header": {"msg_id": "1", "msg_type": "x"}}',
-                       '{"header": {"msg_id": "1", "msg_type": "x"}}']
+        bad_frames += [
+            "{not json",
+            "[]",
+            '{"channel": "shell", "content": {}}',
+            '{"channel": "bogus", "header": {"msg_id": "1", "msg_type": "x"}}',
+            '{"header": {"msg_id": "1", "msg_type": "x"}}',
+        ]
     for frame in bad_frames:
         if isinstance(frame, str):
             await client.ws.send_str(frame)
@@ -146,8 +156,9 @@ async def test_unknown_kernel_websocket_is_404(http: aiohttp.ClientSession, serv
     assert e.value.status == 404
 
 
-async def test_same_session_id_replaces_the_stale_connection(http: aiohttp.ClientSession, server: Server,
-                                                             kernel: str) -> None:
+async def test_same_session_id_replaces_the_stale_connection(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     old = await KernelClient.connect(http, server, kernel, session_id="s1")
     new = await KernelClient.connect(http, server, kernel, session_id="s1")
     await asyncio.wait_for(old.closed.wait(), 5)
@@ -162,8 +173,9 @@ async def test_same_session_id_replaces_the_stale_connection(http: aiohttp.Clien
 @pytest.mark.parametrize("v1", PROTOCOLS)
 async def test_interrupt_by_rest_while_busy(http: aiohttp.ClientSession, server: Server, kernel: str, v1: bool) -> None:
     client = await KernelClient.connect(http, server, kernel, v1=v1)
-    msg_id = await client.request("execute_request",
-                                  {"code": "import time; print('sleeping', flush=True); time.sleep(30)"})
+    msg_id = await client.request(
+        "execute_request", {"code": "import time; print('sleeping', flush=True); time.sleep(30)"}
+    )
     await client.next(lambda m: m["header"]["msg_type"] == "stream")  # the code is running
     start = time.monotonic()
     async with http.post(f"{server.url}api/kernels/{kernel}/interrupt", headers=server.headers) as r:
@@ -184,12 +196,14 @@ async def test_restart_clears_state(http: aiohttp.ClientSession, server: Server,
     await client.close()
 
 
-async def test_a_dead_kernel_is_restarted_and_clients_told(http: aiohttp.ClientSession, server: Server,
-                                                           kernel: str) -> None:
+async def test_a_dead_kernel_is_restarted_and_clients_told(
+    http: aiohttp.ClientSession, server: Server, kernel: str
+) -> None:
     client = await KernelClient.connect(http, server, kernel)
     await client.request("execute_request", {"code": "import os; os._exit(1)"})
-    status = await client.next(lambda m: m["header"]["msg_type"] == "status"
-                               and m["content"]["execution_state"] == "restarting", timeout=15)
+    status = await client.next(
+        lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting", timeout=15
+    )
     assert status["channel"] == "iopub"
     async with asyncio.timeout(30):
         while True:
@@ -233,10 +247,15 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(ht
         kid = await start_kernel(http, srv)
         baseline = rss_kib(srv.proc.pid, "VmRSS")
         stalled = raw_websocket(srv, kid, "stalled")
-        reader = KernelClient(await http.ws_connect(f"{srv.ws_url}api/kernels/{kid}/channels?session_id=r",
-                                                    headers=srv.headers, max_msg_size=0), "r")
-        reply, outputs = await reader.execute("for i in range(8000): print(str(i).rjust(5000, '.'), flush=True)",
-                                              timeout=60)
+        reader = KernelClient(
+            await http.ws_connect(
+                f"{srv.ws_url}api/kernels/{kid}/channels?session_id=r", headers=srv.headers, max_msg_size=0
+            ),
+            "r",
+        )
+        reply, outputs = await reader.execute(
+            "for i in range(8000): print(str(i).rjust(5000, '.'), flush=True)", timeout=60
+        )
         lines = stdout_of(outputs).splitlines()
         assert len(lines) == 8000 and lines[-1].endswith("7999")
         growth = rss_kib(srv.proc.pid, "VmHWM") - baseline

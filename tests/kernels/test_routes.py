@@ -48,8 +48,9 @@ async def test_kernelspecs_and_resources(http: aiohttp.ClientSession, server: Se
 
 
 async def test_kernel_lifecycle(http: aiohttp.ClientSession, server: Server, root_dir: Path) -> None:
-    async with http.post(server.url + "api/kernels", json={"name": "python3", "path": "sub/nb.ipynb"},
-                         headers=server.headers) as r:
+    async with http.post(
+        server.url + "api/kernels", json={"name": "python3", "path": "sub/nb.ipynb"}, headers=server.headers
+    ) as r:
         assert r.status == 201
         model = await r.json()
         assert r.headers["Location"] == f"/api/kernels/{model['id']}"
@@ -81,10 +82,18 @@ async def test_client_chosen_kernel_id(http: aiohttp.ClientSession, server: Serv
 
 async def test_bad_requests_get_clear_json_errors(http: aiohttp.ClientSession, server: Server) -> None:
     cases = [
-        (b"{not json", 400), (b"[1]", 400), (b'{"name": "nope"}', 404), (b'{"name": 3}', 400),
-        (b'{"env": "x"}', 400), (b'{"env": {"KERNEL_X": 1}}', 400), (b'{"env": {"bad name": "v"}}', 400),
-        (b'{"path": "../.."}', 403), (b'{"path": "sub/../../x"}', 403), (b'{"kernel_id": "not-a-uuid"}', 400),
-        (b'{"kernel_id": {}}', 400), (b'{"kernel_id": 7}', 400),
+        (b"{not json", 400),
+        (b"[1]", 400),
+        (b'{"name": "nope"}', 404),
+        (b'{"name": 3}', 400),
+        (b'{"env": "x"}', 400),
+        (b'{"env": {"KERNEL_X": 1}}', 400),
+        (b'{"env": {"bad name": "v"}}', 400),
+        (b'{"path": "../.."}', 403),
+        (b'{"path": "sub/../../x"}', 403),
+        (b'{"kernel_id": "not-a-uuid"}', 400),
+        (b'{"kernel_id": {}}', 400),
+        (b'{"kernel_id": 7}', 400),
     ]
     for body, expected in cases:
         async with http.post(server.url + "api/kernels", data=body, headers=server.headers) as r:
@@ -92,9 +101,14 @@ async def test_bad_requests_get_clear_json_errors(http: aiohttp.ClientSession, s
             assert r.status == expected, (body, err)
             assert set(err) == {"message", "reason"} and err["message"], body
             assert "Traceback" not in err["message"]
-    for method, path in [("GET", "api/kernels/nope"), ("DELETE", "api/kernels/nope"),
-                         ("POST", "api/kernels/nope/interrupt"), ("POST", "api/kernels/nope/restart"),
-                         ("GET", "api/sessions/nope"), ("GET", "api/nothing-here")]:
+    for method, path in [
+        ("GET", "api/kernels/nope"),
+        ("DELETE", "api/kernels/nope"),
+        ("POST", "api/kernels/nope/interrupt"),
+        ("POST", "api/kernels/nope/restart"),
+        ("GET", "api/sessions/nope"),
+        ("GET", "api/nothing-here"),
+    ]:
         async with http.request(method, server.url + path, headers=server.headers) as r:
             assert r.status == 404, path
             assert (await r.json())["message"]
@@ -103,12 +117,18 @@ async def test_bad_requests_get_clear_json_errors(http: aiohttp.ClientSession, s
 
 
 @pytest.mark.parametrize("route", ["api/kernels", "api/sessions"])
-async def test_every_path_field_follows_the_one_confinement_rule(http: aiohttp.ClientSession, server: Server,
-                                                                 route: str) -> None:
+async def test_every_path_field_follows_the_one_confinement_rule(
+    http: aiohttp.ClientSession, server: Server, route: str
+) -> None:
     """NUL is a 400 naming the field (it was a 500), '..' a 403 even inside the root, a hidden
     name a 404: the same rules as the contents API."""
-    cases = [("a\u0000b", 400, "path may not contain NUL"), ("sub/../sub", 403, "'..'"), ("../x", 403, "'..'"),
-             (".hidden/nb.ipynb", 404, "No such file"), (7, 400, "path must be a string")]
+    cases = [
+        ("a\u0000b", 400, "path may not contain NUL"),
+        ("sub/../sub", 403, "'..'"),
+        ("../x", 403, "'..'"),
+        (".hidden/nb.ipynb", 404, "No such file"),
+        (7, 400, "path must be a string"),
+    ]
     for path, status, words in cases:
         body = {"path": path, "type": "notebook"} if route == "api/sessions" else {"path": path}
         async with http.post(server.url + route, json=body, headers=server.headers) as r:
@@ -121,6 +141,7 @@ async def test_every_path_field_follows_the_one_confinement_rule(http: aiohttp.C
 
 async def test_oversized_body_is_413(http: aiohttp.ClientSession, root_dir: Path) -> None:
     from portico_testing import start_server
+
     srv = start_server("--max-body-size", "1000", "--root-dir", str(root_dir))
     try:
         async with http.post(srv.url + "api/kernels", data=b"{" + b" " * 5000 + b"}", headers=srv.headers) as r:
@@ -134,8 +155,11 @@ async def test_oversized_body_is_413(http: aiohttp.ClientSession, root_dir: Path
 
 async def test_sessions(http: aiohttp.ClientSession, server: Server) -> None:
     h = server.headers
-    async with http.post(server.url + "api/sessions", json={"path": "a.ipynb", "type": "notebook", "name": "a",
-                                                             "kernel": {"name": "python3"}}, headers=h) as r:
+    async with http.post(
+        server.url + "api/sessions",
+        json={"path": "a.ipynb", "type": "notebook", "name": "a", "kernel": {"name": "python3"}},
+        headers=h,
+    ) as r:
         assert r.status == 201
         s = await r.json()
     assert s["path"] == "a.ipynb" and s["kernel"]["name"] == "python3" and s["type"] == "notebook"
@@ -167,6 +191,7 @@ async def test_sessions(http: aiohttp.ClientSession, server: Server) -> None:
 
 async def test_listing_kernels_can_be_turned_off(http: aiohttp.ClientSession, root_dir: Path) -> None:
     from portico_testing import start_server
+
     srv = start_server("--list-kernels", "false", "--root-dir", str(root_dir))
     try:
         async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
@@ -175,8 +200,9 @@ async def test_listing_kernels_can_be_turned_off(http: aiohttp.ClientSession, ro
         srv.stop()
 
 
-async def test_concurrent_creates_with_one_kernel_id_start_one_kernel(http: aiohttp.ClientSession,
-                                                                      server: Server) -> None:
+async def test_concurrent_creates_with_one_kernel_id_start_one_kernel(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     kid = "5a1e0c2d-8f3b-4c6e-9d7a-1b2c3d4e5f60"
 
     async def create() -> int:

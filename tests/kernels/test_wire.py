@@ -19,11 +19,19 @@ def test_v1_layout_matches_jupyter_server() -> None:
     n = 6
     offsets = struct.unpack_from("<6Q", frame, 8)
     assert offsets[0] == 8 * (n + 1) and offsets[-1] == len(frame)
-    assert frame[offsets[0]:offsets[1]] == b"shell"
+    assert frame[offsets[0] : offsets[1]] == b"shell"
 
 
-@pytest.mark.parametrize("bad", [b"", b"\x01" * 7, struct.pack("<Q", 3) + b"\x00" * 24,
-                                 struct.pack("<Q", 6) + b"\x00" * 8, struct.pack("<7Q", 6, 56, 60, 70, 65, 80, 90)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"\x01" * 7,
+        struct.pack("<Q", 3) + b"\x00" * 24,
+        struct.pack("<Q", 6) + b"\x00" * 8,
+        struct.pack("<7Q", 6, 56, 60, 70, 65, 80, 90),
+    ],
+)
 def test_v1_rejects_truncated_or_inconsistent_frames(bad: bytes) -> None:
     with pytest.raises(wire.WireError):
         wire.from_v1(bad)
@@ -60,8 +68,10 @@ def test_signatures_verify_and_detect_tampering() -> None:
     assert not signer.verify(signature, [b"{}", *parts[1:]])
 
 
-@pytest.mark.parametrize("msg", [{}, {"header": "x"}, {"header": {"msg_type": "x"}},
-                                 {"header": {"msg_id": "1", "msg_type": "x"}, "content": []}])
+@pytest.mark.parametrize(
+    "msg",
+    [{}, {"header": "x"}, {"header": {"msg_type": "x"}}, {"header": {"msg_id": "1", "msg_type": "x"}, "content": []}],
+)
 def test_client_json_needs_a_header_and_object_parts(msg: dict[str, object]) -> None:
     with pytest.raises(wire.WireError):
         wire.parts_from_json(msg)

@@ -44,11 +44,21 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ser
     portico = start_server("--notebook", notebook, "--notebook-pool-max", "1")
     port = _free_port()
     proc = subprocess.Popen(
-        [str(KERNEL_GATEWAY), f"--KernelGatewayApp.port={port}", "--KernelGatewayApp.ip=127.0.0.1",
-         "--KernelGatewayApp.api=kernel_gateway.notebook_http", f"--KernelGatewayApp.seed_uri={notebook}",
-         "--KernelGatewayApp.auth_token=kg-token"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=root, preexec_fn=die_with_parent,
-        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime")})
+        [
+            str(KERNEL_GATEWAY),
+            f"--KernelGatewayApp.port={port}",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+            f"--KernelGatewayApp.seed_uri={notebook}",
+            "--KernelGatewayApp.auth_token=kg-token",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=root,
+        preexec_fn=die_with_parent,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime")},
+    )
     kernel_gateway = Server(proc, f"http://127.0.0.1:{port}/", "kg-token")
     yield portico, kernel_gateway
     portico.stop()
@@ -65,8 +75,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def ask(http: aiohttp.ClientSession, server: Server, method: str, path: str,
-              options: dict[str, object]) -> tuple[int, str, str, str]:
+async def ask(
+    http: aiohttp.ClientSession, server: Server, method: str, path: str, options: dict[str, object]
+) -> tuple[int, str, str, str]:
     kw = dict(options)
     headers = {**server.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
     async with http.request(method, server.url + path.lstrip("/"), headers=headers, **kw) as r:  # type: ignore[arg-type]
@@ -111,14 +122,18 @@ async def test_where_portico_departs_on_purpose(http: aiohttp.ClientSession, bot
     ours, theirs = await ask(http, portico, "GET", "/result", {}), await ask(http, kernel_gateway, "GET", "/result", {})
     assert json.loads(ours[3]) == json.loads(theirs[3]) and (ours[1], theirs[1]) == ("application/json", "text/plain")
     # a malformed ResponseInfo: a 500 that says why, where Kernel Gateway answers an empty 200
-    ours, theirs = (await ask(http, portico, "GET", "/bad-info", {}),
-                    await ask(http, kernel_gateway, "GET", "/bad-info", {}))
+    ours, theirs = (
+        await ask(http, portico, "GET", "/bad-info", {}),
+        await ask(http, kernel_gateway, "GET", "/bad-info", {}),
+    )
     assert ours[0] == 500 and "must print one JSON object" in ours[3]
     assert (theirs[0], theirs[3]) == (200, "")
     # text after an annotation's path: both start; Kernel Gateway takes the whole rest of the line as the
     # path (listed so in its Swagger document, and no request reaches it), Portico serves the path alone
-    ours, theirs = (await ask(http, portico, "GET", "/fakeprint", {}),
-                    await ask(http, kernel_gateway, "GET", "/fakeprint", {}))
+    ours, theirs = (
+        await ask(http, portico, "GET", "/fakeprint", {}),
+        await ask(http, kernel_gateway, "GET", "/fakeprint", {}),
+    )
     assert (ours[0], ours[3], theirs[0]) == (200, "fake\n", 404)
     theirs_spec = json.loads((await ask(http, kernel_gateway, "GET", "/_api/spec/swagger.json", {}))[3])
     assert "/fakeprint 'I am not a real lang!'" in theirs_spec["paths"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from portico.notebook_api.exchange import Outputs, body, cell_error, request_code, response_info
 from portico.errors import CellFailed
+from portico.notebook_api.exchange import Outputs, body, cell_error, request_code, response_info
 
 PNG = base64.b64encode(b"\x89PNG fake bytes").decode()
 
@@ -21,16 +21,22 @@ def outputs(*messages: tuple[str, dict[str, object]]) -> Outputs:
 
 
 def test_stdout_is_the_body_and_stderr_is_ignored() -> None:
-    out = outputs(("stream", {"name": "stdout", "text": "a"}), ("stream", {"name": "stderr", "text": "x"}),
-                  ("stream", {"name": "stdout", "text": "b"}), ("execute_result", {"data": {"text/plain": "1"}}))
+    out = outputs(
+        ("stream", {"name": "stdout", "text": "a"}),
+        ("stream", {"name": "stderr", "text": "x"}),
+        ("stream", {"name": "stdout", "text": "b"}),
+        ("execute_result", {"data": {"text/plain": "1"}}),
+    )
     assert body(out, None) == (b"ab", "text/plain; charset=utf-8")
     assert body(out, "text/csv") == (b"ab", "text/csv")
 
 
 def test_without_stdout_the_execute_result_bundle_as_json() -> None:
     out = outputs(("execute_result", {"data": {"text/plain": "1", "text/html": "<b>1</b>"}}))
-    assert body(out, None) == (json.dumps({"text/plain": "1", "text/html": "<b>1</b>"}, separators=(",", ":")).encode(),
-                               "application/json")
+    assert body(out, None) == (
+        json.dumps({"text/plain": "1", "text/html": "<b>1</b>"}, separators=(",", ":")).encode(),
+        "application/json",
+    )
     assert body(out, "text/html") == (b"<b>1</b>", "text/html")  # ResponseInfo picks a representation
 
 
@@ -52,16 +58,19 @@ def test_response_info_accepts_status_and_headers() -> None:
     assert response_info(outputs(("stream", {"name": "stdout", "text": "{}"})), "GET /a") == (200, {})
 
 
-@pytest.mark.parametrize("printed, problem", [
-    ("", "must print one JSON object"),
-    ("status 201", "must print one JSON object"),
-    ("[1]", "printed list JSON; expected an object"),
-    ('{"status": "201"}', "status must be a whole number"),
-    ('{"status": 99}', "status must be a whole number"),
-    ('{"headers": ["a"]}', "headers must be an object"),
-    ('{"headers": {"A": null}}', "headers must be an object"),
-    ('{"headers": {"A": "x\\r\\nInjected: 1"}}', "line break"),
-])
+@pytest.mark.parametrize(
+    "printed, problem",
+    [
+        ("", "must print one JSON object"),
+        ("status 201", "must print one JSON object"),
+        ("[1]", "printed list JSON; expected an object"),
+        ('{"status": "201"}', "status must be a whole number"),
+        ('{"status": 99}', "status must be a whole number"),
+        ('{"headers": ["a"]}', "headers must be an object"),
+        ('{"headers": {"A": null}}', "headers must be an object"),
+        ('{"headers": {"A": "x\\r\\nInjected: 1"}}', "line break"),
+    ],
+)
 def test_malformed_response_info_says_what_is_wrong(printed: str, problem: str) -> None:
     with pytest.raises(CellFailed, match="ResponseInfo for GET /a") as e:
         response_info(outputs(("stream", {"name": "stdout", "text": printed})), "GET /a")

@@ -46,11 +46,20 @@ async def test_both_documents_validate(http: aiohttp.ClientSession, server: Serv
     validate(openapi)  # type: ignore[arg-type]
     validate(swagger)  # type: ignore[arg-type]
     assert openapi["servers"] == [{"url": "/svc"}] and swagger["basePath"] == "/svc"
-    assert set(openapi["paths"]) == set(swagger["paths"]) == {  # type: ignore[call-overload]
-        "/hello/{name}", "/items", "/items/{id}", "/items/{id}/name"}
+    assert (
+        set(openapi["paths"])
+        == set(swagger["paths"])
+        == {  # type: ignore[call-overload]
+            "/hello/{name}",
+            "/items",
+            "/items/{id}",
+            "/items/{id}/name",
+        }
+    )
     hello = openapi["paths"]["/hello/{name}"]["get"]  # type: ignore[index]
-    assert hello["parameters"] == [{"name": "name", "in": "path", "required": True,
-                                    "schema": {"type": "string", "minLength": 1}}]
+    assert hello["parameters"] == [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    ]
 
 
 def test_schemathesis_finds_no_5xx_and_no_contradiction(server: Server, tmp_path: Path) -> None:
@@ -64,16 +73,32 @@ def test_schemathesis_finds_no_5xx_and_no_contradiction(server: Server, tmp_path
 
 
 def test_the_swagger_variant_serves_its_own_document(tmp_path: Path) -> None:
-    document = {"swagger": "2.0", "info": {"title": "Pets", "version": "1"}, "paths": {
-        "/pets/{id}": {"get": {"operationId": "getPet", "responses": {"200": {"description": "a pet"}},
-                               "parameters": [{"name": "id", "in": "path", "required": True, "type": "string"}]}}}}
-    notebook = write_notebook(tmp_path / "pets.ipynb", [
-        ("markdown", "```json\n" + json.dumps(document) + "\n```"), "import json",
-        "# operationId: getPet\nprint('pet', json.loads(REQUEST)['path']['id'])",
-        "# ResponseInfo operationId: getPet\nprint(json.dumps({'status': 200, 'headers': {'X-Pet': 'yes'}}))"])
+    document = {
+        "swagger": "2.0",
+        "info": {"title": "Pets", "version": "1"},
+        "paths": {
+            "/pets/{id}": {
+                "get": {
+                    "operationId": "getPet",
+                    "responses": {"200": {"description": "a pet"}},
+                    "parameters": [{"name": "id", "in": "path", "required": True, "type": "string"}],
+                }
+            }
+        },
+    }
+    notebook = write_notebook(
+        tmp_path / "pets.ipynb",
+        [
+            ("markdown", "```json\n" + json.dumps(document) + "\n```"),
+            "import json",
+            "# operationId: getPet\nprint('pet', json.loads(REQUEST)['path']['id'])",
+            "# ResponseInfo operationId: getPet\nprint(json.dumps({'status': 200, 'headers': {'X-Pet': 'yes'}}))",
+        ],
+    )
     server = start_server("--notebook", notebook)
     try:
         import urllib.request
+
         request = urllib.request.Request(server.url + "pets/7", headers=server.headers)
         with urllib.request.urlopen(request, timeout=30) as r:
             assert r.read() == b"pet 7\n" and r.headers["X-Pet"] == "yes"
@@ -89,8 +114,10 @@ def test_operation_ids_are_unique_whatever_the_paths(tmp_path: Path) -> None:
     from portico.notebook_api.openapi import operation_ids
     from portico.notebook_api.parse import COMMENT_PREFIXES, load
 
-    path = write_notebook(tmp_path / "api.ipynb", ["# GET /hello/person\n1", "# GET /hello/:person\n1", "# GET /hello/by/person\n1",
-                           "# GET /hello/by_person\n1"])
+    path = write_notebook(
+        tmp_path / "api.ipynb",
+        ["# GET /hello/person\n1", "# GET /hello/:person\n1", "# GET /hello/by/person\n1", "# GET /hello/by_person\n1"],
+    )
     api = load(str(path), kernel_name="", installed={"python3": "python"}, prefixes=COMMENT_PREFIXES)
     ids = operation_ids(api.routes)
     assert len(set(ids)) == 4 and ids[:2] == ["get_hello_person", "get_hello_by_person"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from portico.notebook_api.parse import COMMENT_PREFIXES, comment_prefixes, load
 from portico.errors import SettingsError
+from portico.notebook_api.parse import COMMENT_PREFIXES, comment_prefixes, load
 from portico_testing import write_notebook
 
 INSTALLED = {"python3": "python", "scala": "scala"}
@@ -19,8 +19,19 @@ def parse(tmp_path: Path, cells: list[str | tuple[str, str]], **kw: str) -> obje
 
 
 def test_routes_seeds_and_joined_cells(tmp_path: Path) -> None:
-    api = parse(tmp_path, ["import json", "# GET /a\nprint(1)", "x = 2", "# GET /a\nprint(2)",
-                           "# POST /a\nprint(3)", "# ResponseInfo GET /a\nprint('{}')", "# just a comment", ""])
+    api = parse(
+        tmp_path,
+        [
+            "import json",
+            "# GET /a\nprint(1)",
+            "x = 2",
+            "# GET /a\nprint(2)",
+            "# POST /a\nprint(3)",
+            "# ResponseInfo GET /a\nprint('{}')",
+            "# just a comment",
+            "",
+        ],
+    )
     routes = {(r.verb, r.path): r for r in api.routes}  # type: ignore[attr-defined]
     assert set(routes) == {("GET", "/a"), ("POST", "/a")}
     assert routes["GET", "/a"].code == "# GET /a\nprint(1)\n# GET /a\nprint(2)"
@@ -61,23 +72,27 @@ def test_text_after_the_path_is_a_comment_with_a_warning(tmp_path: Path, caplog:
 
 
 def test_other_languages_use_their_comment_prefix(tmp_path: Path) -> None:
-    api = parse(tmp_path, ["// GET /s\nprintln(1)", "# GET /not-an-annotation-in-scala"],
-                kernel="scala", language="scala")
+    api = parse(
+        tmp_path, ["// GET /s\nprintln(1)", "# GET /not-an-annotation-in-scala"], kernel="scala", language="scala"
+    )
     assert [r.path for r in api.routes] == ["/s"]  # type: ignore[attr-defined]
     assert comment_prefixes(["mylang=;;"])["mylang"] == ";;"
     with pytest.raises(SettingsError, match="LANGUAGE=PREFIX"):
         comment_prefixes(["nonsense"])
 
 
-@pytest.mark.parametrize("cell, problem", [
-    ("# GET /a/:\n1", "bad path"),
-    ("# GET /a/:1x\n1", "bad path"),
-    ("# GET /a/:x/:x\n1", "parameter repeats"),
-    ("# GET /a speed=3\n1", "unknown annotation option 'speed=3'"),
-    ("# GET /a timeout=soon\n1", "timeout must be a positive number"),
-    ("# ResponseInfo GET\n1", "cannot parse the annotation"),
-    ("# ResponseInfo GET /nowhere\nprint('{}')", "ResponseInfo cell for GET /nowhere, which has no endpoint"),
-])
+@pytest.mark.parametrize(
+    "cell, problem",
+    [
+        ("# GET /a/:\n1", "bad path"),
+        ("# GET /a/:1x\n1", "bad path"),
+        ("# GET /a/:x/:x\n1", "parameter repeats"),
+        ("# GET /a speed=3\n1", "unknown annotation option 'speed=3'"),
+        ("# GET /a timeout=soon\n1", "timeout must be a positive number"),
+        ("# ResponseInfo GET\n1", "cannot parse the annotation"),
+        ("# ResponseInfo GET /nowhere\nprint('{}')", "ResponseInfo cell for GET /nowhere, which has no endpoint"),
+    ],
+)
 def test_unparsable_annotations_name_the_cell(tmp_path: Path, cell: str, problem: str) -> None:
     with pytest.raises(SettingsError, match="api.ipynb") as e:
         parse(tmp_path, ["# GET /ok\n1", cell])
@@ -105,8 +120,16 @@ SPEC = """```json
 
 
 def test_swagger_variant(tmp_path: Path) -> None:
-    api = parse(tmp_path, [("markdown", SPEC), "PETS = {}", "# operationId: getPet\nprint(1)",
-                           "# ResponseInfo operationId: getPet\nprint('{}')", "# operationId: addPet\nprint(2)"])
+    api = parse(
+        tmp_path,
+        [
+            ("markdown", SPEC),
+            "PETS = {}",
+            "# operationId: getPet\nprint(1)",
+            "# ResponseInfo operationId: getPet\nprint('{}')",
+            "# operationId: addPet\nprint(2)",
+        ],
+    )
     routes = {(r.verb, r.path): r for r in api.routes}  # type: ignore[attr-defined]
     assert set(routes) == {("GET", "/pets/:id"), ("POST", "/pets")}
     assert routes["GET", "/pets/:id"].response_code is not None

@@ -12,8 +12,12 @@ from portico_testing import Server, logged, start_server, write_notebook
 
 
 def version(n: int, extra: list[str] | None = None) -> list[str]:
-    return [f"import time\nVERSION = {n}", "# GET /version\nprint(VERSION)",
-            "# GET /slow\ntime.sleep(1)\nprint(VERSION)", *(extra or [])]
+    return [
+        f"import time\nVERSION = {n}",
+        "# GET /version\nprint(VERSION)",
+        "# GET /slow\ntime.sleep(1)\nprint(VERSION)",
+        *(extra or []),
+    ]
 
 
 def save(path: Path, cells: list[str]) -> None:

@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 
 from portico_testing import Server, readme_example, run_session, start_server, write_notebook
 
+
 def png(width: int = 3, height: int = 2) -> bytes:
     """A real PNG image (RGB, every pixel a different colour)."""
     import struct
@@ -72,22 +73,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     (public / "page.html").write_text("<p>static</p>")
     (public / ".hidden").write_text("not for the public")
     notebook = write_notebook(root / "api.ipynb", CELLS)
-    srv = start_server("--notebook", notebook, "--notebook-pool-max", "1", "--notebook-source",
-                       "--notebook-public-dir", str(public),
-                       "--notebook-one-execution", str(request.param == "one execution"))
+    srv = start_server(
+        "--notebook",
+        notebook,
+        "--notebook-pool-max",
+        "1",
+        "--notebook-source",
+        "--notebook-public-dir",
+        str(public),
+        "--notebook-one-execution",
+        str(request.param == "one execution"),
+    )
     yield srv
     srv.stop()
 
 
-async def call(http: aiohttp.ClientSession, server: Server, method: str, path: str,
-               **kw: object) -> tuple[int, Mapping[str, str], bytes]:
+async def call(
+    http: aiohttp.ClientSession, server: Server, method: str, path: str, **kw: object
+) -> tuple[int, Mapping[str, str], bytes]:
     headers = {**server.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
     async with http.request(method, server.url + path.lstrip("/"), headers=headers, **kw) as r:  # type: ignore[arg-type]
         return r.status, r.headers, await r.read()
 
 
-async def test_kernels_are_told_they_are_served_as_kernel_gateway_tells_them(http: aiohttp.ClientSession,
-                                                                             server: Server) -> None:
+async def test_kernels_are_told_they_are_served_as_kernel_gateway_tells_them(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     """KERNEL_GATEWAY=1 is in the kernels' environment, so a demo cell that checks it is skipped
     and the notebook starts (without it, the import in that cell fails the start)."""
     status, _, body = await call(http, server, "GET", "/served")
@@ -108,8 +119,14 @@ async def test_seeded_state_json_bodies_and_response_info(http: aiohttp.ClientSe
     status, headers, body = await call(http, server, "POST", "/people", json={"id": "ann", "age": 7})
     assert status == 201 and headers["ETag"] == '"1"' and headers["Content-Type"] == "application/json"
     assert json.loads(body) == {"id": "ann", "age": 7}
-    status, _, body = await call(http, server, "PUT", "/people/bo", data='{"id": "bo"}',
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+    status, _, body = await call(
+        http,
+        server,
+        "PUT",
+        "/people/bo",
+        data='{"id": "bo"}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert (status, body) == (200, b"stored\n")
     status, headers, body = await call(http, server, "GET", "/people")
     assert (status, json.loads(body), headers["Content-Type"]) == (200, ["ann", "bo"], "application/json")
@@ -118,14 +135,26 @@ async def test_seeded_state_json_bodies_and_response_info(http: aiohttp.ClientSe
 
 
 async def test_request_bundle(http: aiohttp.ClientSession, server: Server) -> None:
-    _, _, body = await call(http, server, "POST", "/echo?a=1&a=2&b=", data="plain words",
-                            headers={"Content-Type": "text/plain", "x-custom-thing": "v"})
+    _, _, body = await call(
+        http,
+        server,
+        "POST",
+        "/echo?a=1&a=2&b=",
+        data="plain words",
+        headers={"Content-Type": "text/plain", "x-custom-thing": "v"},
+    )
     req = json.loads(body)
     assert req["body"] == "plain words" and req["args"] == {"a": ["1", "2"], "b": [""]} and req["path"] == {}
     assert req["headers"]["X-Custom-Thing"] == "v"  # names normalized as Tornado does
     assert "Authorization" not in req["headers"]  # Portico's token never reaches the kernel
-    _, _, body = await call(http, server, "POST", f"/echo?token={server.token}&keep=1",
-                            data={"name": "x", "tags": ["a", "b"]}, headers={"Authorization": ""})
+    _, _, body = await call(
+        http,
+        server,
+        "POST",
+        f"/echo?token={server.token}&keep=1",
+        data={"name": "x", "tags": ["a", "b"]},
+        headers={"Authorization": ""},
+    )
     req = json.loads(body)
     assert req["body"] == {"name": ["x"], "tags": ["a", "b"]} and req["args"] == {"keep": ["1"]}
     form = aiohttp.FormData()
@@ -133,7 +162,9 @@ async def test_request_bundle(http: aiohttp.ClientSession, server: Server) -> No
     form.add_field("upload", b"file text", filename="f.txt")
     _, _, body = await call(http, server, "POST", "/echo", data=form)
     assert json.loads(body)["body"] == {"field": ["1"], "upload": ["file text"]}
-    _, _, body = await call(http, server, "POST", "/echo", data="{not json", headers={"Content-Type": "application/json"})
+    _, _, body = await call(
+        http, server, "POST", "/echo", data="{not json", headers={"Content-Type": "application/json"}
+    )
     assert json.loads(body)["body"] == "{not json"  # as text, like Kernel Gateway
     _, _, body = await call(http, server, "GET", "/echo")
     assert json.loads(body)["body"] == ""
@@ -143,7 +174,11 @@ async def test_outputs_errors_and_verbs(http: aiohttp.ClientSession, server: Ser
     assert (await call(http, server, "GET", "/stderr"))[2] == b"to stdout\n"
     assert (await call(http, server, "GET", "/joined"))[2] == b"one\ntwo\n"
     status, headers, body = await call(http, server, "GET", "/result")
-    assert (status, headers["Content-Type"], json.loads(body)) == (200, "application/json", {"text/plain": "{'answer': 42}"})
+    assert (status, headers["Content-Type"], json.loads(body)) == (
+        200,
+        "application/json",
+        {"text/plain": "{'answer': 42}"},
+    )
     status, _, body = await call(http, server, "GET", "/error")
     error = json.loads(body)
     assert status == 500 and error["message"] == "GET /error raised ValueError: no such thing"
@@ -151,7 +186,9 @@ async def test_outputs_errors_and_verbs(http: aiohttp.ClientSession, server: Ser
     status, _, body = await call(http, server, "GET", "/bad-info")
     assert status == 500 and "ResponseInfo for GET /bad-info must print one JSON object" in json.loads(body)["message"]
     status, _, body = await call(http, server, "GET", "/info-raises")
-    assert status == 500 and json.loads(body)["message"] == "ResponseInfo for GET /info-raises raised KeyError: 'no info'"
+    assert (
+        status == 500 and json.loads(body)["message"] == "ResponseInfo for GET /info-raises raised KeyError: 'no info'"
+    )
     status, headers, body = await call(http, server, "HEAD", "/exists")
     assert (status, headers["X-Exists"], body) == (200, "yes", b"")
     status, headers, body = await call(http, server, "PATCH", "/people")
@@ -179,8 +216,13 @@ async def test_source_public_and_specs(http: aiohttp.ClientSession, server: Serv
     assert status == 200 and "".join(json.loads(body)["cells"][1]["source"]) == CELLS[1]
     assert (await call(http, server, "GET", "/public/page.html"))[2] == b"<p>static</p>"
     assert (await call(http, server, "GET", "/public/../api.ipynb"))[0] == 404
-    for missing in ("/public/nothing.html", "/public/", "/public/sub/none.css", "/public/.hidden",
-                    "/public/%2e%2e/api.ipynb"):  # every 404 of the static directory is Portico's JSON
+    for missing in (
+        "/public/nothing.html",
+        "/public/",
+        "/public/sub/none.css",
+        "/public/.hidden",
+        "/public/%2e%2e/api.ipynb",
+    ):  # every 404 of the static directory is Portico's JSON
         status, headers, body = await call(http, server, "GET", missing)
         assert status in (403, 404) and headers["Content-Type"].startswith("application/json"), (missing, status)
         assert json.loads(body)["message"]

@@ -28,14 +28,16 @@ CELLS = [
 
 
 def serve(tmp: Path, *options: str) -> Server:
-    return start_server("--notebook", write_notebook(tmp / "api.ipynb", CELLS), "--kernel-poll-interval", "0.2",
-                        *options)
+    return start_server(
+        "--notebook", write_notebook(tmp / "api.ipynb", CELLS), "--kernel-poll-interval", "0.2", *options
+    )
 
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = serve(tmp_path_factory.mktemp("single"), "--notebook-pool-max", "1", "--notebook-timeout", "2",
-                "--notebook-debug")
+    srv = serve(
+        tmp_path_factory.mktemp("single"), "--notebook-pool-max", "1", "--notebook-timeout", "2", "--notebook-debug"
+    )
     yield srv
     srv.stop()
 
@@ -59,7 +61,8 @@ async def until(check: object, timeout: float = 20) -> None:
 
 
 async def test_a_request_over_its_timeout_gets_504_and_the_kernel_serves_again(
-        http: aiohttp.ClientSession, single: Server) -> None:
+    http: aiohttp.ClientSession, single: Server
+) -> None:
     _, pid, _ = await get(http, single, "pid")
     status, body, elapsed = await get(http, single, "sleep?s=600")
     assert status == 504 and "ran over its 2 s timeout" in json.loads(body)["message"]
@@ -70,7 +73,8 @@ async def test_a_request_over_its_timeout_gets_504_and_the_kernel_serves_again(
 
 
 async def test_debug_shows_the_traceback_with_the_cells_own_line_numbers(
-        http: aiohttp.ClientSession, single: Server) -> None:
+    http: aiohttp.ClientSession, single: Server
+) -> None:
     status, body, _ = await get(http, single, "raise")
     error = json.loads(body)
     assert status == 500 and error["evalue"] == "on line 4"
@@ -103,8 +107,15 @@ async def test_a_kernel_deaf_to_interrupts_is_replaced(http: aiohttp.ClientSessi
 
 @pytest.fixture(scope="module")
 def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = serve(tmp_path_factory.mktemp("four"), "--notebook-pool-min", "4", "--notebook-pool-max", "4",
-                "--notebook-queue-size", "2")
+    srv = serve(
+        tmp_path_factory.mktemp("four"),
+        "--notebook-pool-min",
+        "4",
+        "--notebook-pool-max",
+        "4",
+        "--notebook-queue-size",
+        "2",
+    )
     yield srv
     srv.stop()
 
@@ -134,8 +145,15 @@ async def test_a_full_queue_answers_503_at_once(http: aiohttp.ClientSession, fou
 
 @pytest.fixture(scope="module")
 def elastic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = serve(tmp_path_factory.mktemp("elastic"), "--notebook-pool-min", "1", "--notebook-pool-max", "3",
-                "--notebook-idle-timeout", "1")
+    srv = serve(
+        tmp_path_factory.mktemp("elastic"),
+        "--notebook-pool-min",
+        "1",
+        "--notebook-pool-max",
+        "3",
+        "--notebook-idle-timeout",
+        "1",
+    )
     yield srv
     srv.stop()
 
@@ -155,8 +173,15 @@ async def test_the_pool_grows_on_demand_and_shrinks_when_idle(http: aiohttp.Clie
 
 async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSession, tmp_path: Path) -> None:
     marker = f"MARKER={os.getpid()}-{id(tmp_path)}"
-    server = start_server("--notebook", write_notebook(tmp_path / "api.ipynb", CELLS), "--notebook-pool-min", "2",
-                          "--kernel-env-inherit", "MARKER", env={"MARKER": marker.split("=", 1)[1]})
+    server = start_server(
+        "--notebook",
+        write_notebook(tmp_path / "api.ipynb", CELLS),
+        "--notebook-pool-min",
+        "2",
+        "--kernel-env-inherit",
+        "MARKER",
+        env={"MARKER": marker.split("=", 1)[1]},
+    )
     busy = asyncio.create_task(get(http, server, "sleep?s=600"))
     assert len([p for p in processes_with(marker) if p != server.proc.pid]) == 2
 
@@ -170,16 +195,17 @@ async def test_no_notebook_kernel_outlives_the_server(http: aiohttp.ClientSessio
     assert processes_with(marker) == []
 
 
-
 async def test_a_shutdown_during_a_timed_out_requests_recovery_ends_its_kernel(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A request over its timeout leaves its kernel being interrupted; a shutdown at that moment used to
     leave that kernel running (its disposal was a task the shutdown cancelled)."""
     marker = f"{os.getpid()}-{id(tmp_path)}"
     monkeypatch.setenv("MARKER", marker)
     notebook = write_notebook(tmp_path / "api.ipynb", ["# GET /slow timeout=0.3\nimport time\ntime.sleep(60)"])
-    async with in_process(root_dir=str(tmp_path), notebook=[notebook], notebook_pool_max=1,
-                          kernel_env_inherit=["PATH", "MARKER"]) as client:
+    async with in_process(
+        root_dir=str(tmp_path), notebook=[notebook], notebook_pool_max=1, kernel_env_inherit=["PATH", "MARKER"]
+    ) as client:
         async with client.get("/slow", headers=TOKEN_HEADERS) as r:
             assert r.status == 504
         assert len(processes_with(f"MARKER={marker}")) == 1

@@ -21,8 +21,16 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from portico_testing import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # kept by the test run
 ROOT = Path(__file__).resolve().parents[2]
 ICON = ROOT / "tests" / "proxy" / "icon.svg"
@@ -41,9 +49,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(root: Path) -> Iterator[Server]:
-    servers = {"statics": {"command": [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), "{port}"],
-                           "launcher_entry": {"title": "Static files", "icon_path": str(ICON)}}}
-    server = start_server("--root-dir", str(root), "--servers", json.dumps(servers), "--notebook", f"/hello={EXAMPLE_API}")
+    servers = {
+        "statics": {
+            "command": [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), "{port}"],
+            "launcher_entry": {"title": "Static files", "icon_path": str(ICON)},
+        }
+    }
+    server = start_server(
+        "--root-dir", str(root), "--servers", json.dumps(servers), "--notebook", f"/hello={EXAMPLE_API}"
+    )
     yield server
     server.stop()
 
@@ -83,7 +97,9 @@ async def logged_in(context: BrowserContext, srv: Server, errors: Errors) -> Pag
 
 
 def write_notebook(root: Path, name: str, cells: list[dict[str, Any]]) -> None:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     for c in cells:
         maker = nbformat.v4.new_markdown_cell if c.get("kind") == "markdown" else nbformat.v4.new_code_cell
         cell = maker(c["source"])
@@ -113,9 +129,11 @@ async def run_cell(page: Page, code: str, wait: bool = True) -> Any:
 
 
 async def unlabelled_controls(page: Page) -> list[str]:
-    return list(await page.evaluate("""() => [...document.querySelectorAll('button, select, input, a[href]')]
+    return list(
+        await page.evaluate("""() => [...document.querySelectorAll('button, select, input, a[href]')]
         .filter(e => !(e.getAttribute('aria-label') || e.textContent.trim() || (e.labels && e.labels.length)))
-        .map(e => e.outerHTML.slice(0, 120))"""))
+        .map(e => e.outerHTML.slice(0, 120))""")
+    )
 
 
 async def test_launcher_to_notebook_outputs_save_and_reload(context: BrowserContext, srv: Server, root: Path) -> None:
@@ -132,7 +150,9 @@ async def test_launcher_to_notebook_outputs_save_and_reload(context: BrowserCont
     cell = await run_cell(page, "6*7")
     await expect(cell.locator(".output")).to_have_text("42")
     await expect(cell.locator(".prompt")).to_have_text("[2]:")
-    cell = await run_cell(page, f'import base64; from IPython.display import Image; Image(data=base64.b64decode("{PNG_3X2}"))')
+    cell = await run_cell(
+        page, f'import base64; from IPython.display import Image; Image(data=base64.b64decode("{PNG_3X2}"))'
+    )
     image = cell.locator('.output img[alt="PNG output"]')
     await expect(image).to_be_visible()
     assert await image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [3, 2]
@@ -157,8 +177,14 @@ async def test_launcher_to_notebook_outputs_save_and_reload(context: BrowserCont
     await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
     on_disk = nbformat.read(root / path, as_version=4)
     nbformat.validate(on_disk)
-    assert [c.source for c in on_disk.cells][:6] == ['print("hi")', "6*7", on_disk.cells[2].source, "1/0",
-                                                     'name = input("Your name: "); print("hello", name)', "import time; time.sleep(30)"]
+    assert [c.source for c in on_disk.cells][:6] == [
+        'print("hi")',
+        "6*7",
+        on_disk.cells[2].source,
+        "1/0",
+        'name = input("Your name: "); print("hello", name)',
+        "import time; time.sleep(30)",
+    ]
     assert on_disk.cells[1].outputs[0]["data"]["text/plain"] == "42" and on_disk.cells[1].execution_count == 2
     assert on_disk.metadata.kernelspec.name == "python3" and on_disk.metadata.language_info.name == "python"
 
@@ -178,16 +204,22 @@ async def test_launcher_to_notebook_outputs_save_and_reload(context: BrowserCont
 async def test_rich_outputs_render_by_mime_type(context: BrowserContext, srv: Server, root: Path) -> None:
     code = [
         "print('\\x1b[31mred\\x1b[0m and plain'); import sys; print('to stderr', file=sys.stderr)",
-        "from IPython.display import Markdown, JSON, SVG, HTML, display; display(Markdown('## Heading\\n\\n*emphasis* and `code`'))",
+        "from IPython.display import Markdown, JSON, SVG, HTML, display; "
+        "display(Markdown('## Heading\\n\\n*emphasis* and `code`'))",
         "display(JSON({'a': [1, 2], 'b': {'c': True}}))",
-        "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"60\" height=\"30\"><rect width=\"60\" height=\"30\" fill=\"teal\"/></svg>'))",
+        'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="60" height="30">'
+        '<rect width="60" height="30" fill="teal"/></svg>\'))',
         "display(HTML('<table><tr><th>x</th><th>y</th></tr><tr><td>1</td><td>2</td></tr></table>'))",
         "h = display('first', display_id=True); h.update('updated in place')",
         "from IPython.display import clear_output; print('gone'); clear_output(); print('kept')",
         "import time\nfor i in range(3):\n    clear_output(wait=True); print('tick', i); time.sleep(0.05)",
     ]
-    write_notebook(root, "rich.ipynb", [{"source": "# Rich outputs\n\nEvery MIME type the page renders.", "kind": "markdown"}]
-                         + [{"source": c} for c in code])
+    write_notebook(
+        root,
+        "rich.ipynb",
+        [{"source": "# Rich outputs\n\nEvery MIME type the page renders.", "kind": "markdown"}]
+        + [{"source": c} for c in code],
+    )
     errors = Errors()
     await logged_in(context, srv, errors)
     page = await open_notebook(context, srv, "rich.ipynb", errors)
@@ -199,7 +231,10 @@ async def test_rich_outputs_render_by_mime_type(context: BrowserContext, srv: Se
     await expect(cells.nth(1).locator(".stream.stderr")).to_have_text("to stderr\n")
     await expect(cells.nth(2).locator(".markdown h2")).to_have_text("Heading")
     await expect(cells.nth(2).locator(".markdown em")).to_have_text("emphasis")
-    assert json.loads(await cells.nth(3).locator("[data-mime='application/json'] pre").inner_text()) == {"a": [1, 2], "b": {"c": True}}
+    assert json.loads(await cells.nth(3).locator("[data-mime='application/json'] pre").inner_text()) == {
+        "a": [1, 2],
+        "b": {"c": True},
+    }
     assert await cells.nth(4).locator("img[alt='SVG output']").evaluate("img => img.naturalWidth") == 60
     await expect(cells.nth(5).locator("table td").first).to_have_text("1")
     await expect(cells.nth(6).locator(".output")).to_have_text("'updated in place'")
@@ -211,12 +246,14 @@ async def test_rich_outputs_render_by_mime_type(context: BrowserContext, srv: Se
 
 
 async def test_html_and_svg_output_cannot_run_script(context: BrowserContext, srv: Server, root: Path) -> None:
-    code = ("from IPython.display import HTML, SVG, Markdown, display\n"
-            "display(HTML('<b id=\"bold\">bold</b><img src=\"x\" onerror=\"window.__xss=1\"><script>window.__xss=2</script>"
-            "<a href=\"javascript:window.__xss=5\" id=\"jslink\">link</a>'))\n"
-            "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\" onload=\"window.__xss=3\">"
-            "<script>window.__xss=4</script><rect width=\"10\" height=\"10\"/></svg>'))\n"
-            "display(Markdown('<img src=x onerror=\"window.__xss=6\"> **md**'))")
+    code = (
+        "from IPython.display import HTML, SVG, Markdown, display\n"
+        'display(HTML(\'<b id="bold">bold</b><img src="x" onerror="window.__xss=1"><script>window.__xss=2</script>'
+        '<a href="javascript:window.__xss=5" id="jslink">link</a>\'))\n'
+        'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" onload="window.__xss=3">'
+        '<script>window.__xss=4</script><rect width="10" height="10"/></svg>\'))\n'
+        "display(Markdown('<img src=x onerror=\"window.__xss=6\"> **md**'))"
+    )
     write_notebook(root, "xss.ipynb", [{"source": code}])
     errors = Errors()
     await logged_in(context, srv, errors)
@@ -234,7 +271,9 @@ async def test_html_and_svg_output_cannot_run_script(context: BrowserContext, sr
 
 
 async def test_a_second_page_sees_executions_from_the_first(context: BrowserContext, srv: Server, root: Path) -> None:
-    write_notebook(root, "shared.ipynb", [{"source": "print('from A')", "id": "shared-1"}, {"source": "", "id": "shared-2"}])
+    write_notebook(
+        root, "shared.ipynb", [{"source": "print('from A')", "id": "shared-1"}, {"source": "", "id": "shared-2"}]
+    )
     errors = Errors()
     await logged_in(context, srv, errors)
     first = await open_notebook(context, srv, "shared.ipynb", errors)
@@ -257,8 +296,12 @@ async def test_a_second_page_sees_executions_from_the_first(context: BrowserCont
     assert errors == []
 
 
-async def test_a_dropped_connection_is_shown_and_loses_no_output(context: BrowserContext, srv: Server, root: Path) -> None:
-    write_notebook(root, "drop.ipynb", [{"source": "import time\nfor i in range(10): print(i, flush=True); time.sleep(0.3)"}])
+async def test_a_dropped_connection_is_shown_and_loses_no_output(
+    context: BrowserContext, srv: Server, root: Path
+) -> None:
+    write_notebook(
+        root, "drop.ipynb", [{"source": "import time\nfor i in range(10): print(i, flush=True); time.sleep(0.3)"}]
+    )
     errors = Errors()
     await logged_in(context, srv, errors)
     page = await open_notebook(context, srv, "drop.ipynb", errors)
@@ -281,8 +324,9 @@ async def test_a_dropped_connection_is_shown_and_loses_no_output(context: Browse
     assert [e for e in errors if "WebSocket" not in e] == []
 
 
-async def test_launcher_lists_apps_and_kernels_and_opens_an_app(context: BrowserContext, srv: Server,
-                                                               root: Path) -> None:
+async def test_launcher_lists_apps_and_kernels_and_opens_an_app(
+    context: BrowserContext, srv: Server, root: Path
+) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"token {srv.token}"}) as http:
         async with http.post(srv.url + "api/kernels", json={"name": "python3"}) as r:
             kernel = (await r.json())["id"]
@@ -340,7 +384,9 @@ async def test_run_interrupt_and_save_with_the_keyboard_alone(context: BrowserCo
     await expect(page.locator(".kernel-status")).to_have_attribute("data-state", "busy")
     await tab_to("e.getAttribute('aria-label') === 'Interrupt the kernel'", "Shift+Tab")
     await page.keyboard.press("Enter")
-    await expect(page.locator(".cell").first.locator(".output .error")).to_contain_text("KeyboardInterrupt", timeout=10000)
+    await expect(page.locator(".cell").first.locator(".output .error")).to_contain_text(
+        "KeyboardInterrupt", timeout=10000
+    )
     await page.keyboard.press("Control+s")
     await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
     assert nbformat.read(root / "keys.ipynb", as_version=4).cells[0].source == "import time; time.sleep(30)"

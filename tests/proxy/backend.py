@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import gzip
 import hashlib
-import json
 import os
 import random
 import sys
@@ -24,10 +23,18 @@ async def echo(request: web.Request) -> web.Response:
     async for chunk in request.content.iter_any():
         digest.update(chunk)
         size += len(chunk)
-    return web.json_response({"method": request.method, "path": request.rel_url.raw_path, "query": request.query_string,
-                              "headers": dict(request.headers), "size": size, "sha256": digest.hexdigest(),
-                              "pid": os.getpid(), "peer": str(request.transport.get_extra_info("peername")
-                                                              if request.transport else None)})
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.rel_url.raw_path,
+            "query": request.query_string,
+            "headers": dict(request.headers),
+            "size": size,
+            "sha256": digest.hexdigest(),
+            "pid": os.getpid(),
+            "peer": str(request.transport.get_extra_info("peername") if request.transport else None),
+        }
+    )
 
 
 async def env(request: web.Request) -> web.Response:
@@ -36,8 +43,9 @@ async def env(request: web.Request) -> web.Response:
 
 async def big(request: web.Request) -> web.StreamResponse:
     mib = int(request.query.get("mib", "1"))
-    response = web.StreamResponse(headers={"Content-Length": str(mib * len(BLOCK)),
-                                           "Content-Type": "application/octet-stream"})
+    response = web.StreamResponse(
+        headers={"Content-Length": str(mib * len(BLOCK)), "Content-Type": "application/octet-stream"}
+    )
     await response.prepare(request)
     if request.method == "HEAD":  # aiohttp would send what is written, HEAD or not
         return response
@@ -55,7 +63,9 @@ def pseudo_random_blocks(mib: int, seed: int) -> Iterator[bytes]:
 
 async def random_bytes(request: web.Request) -> web.StreamResponse:
     mib, seed = int(request.query.get("mib", "1")), int(request.query.get("seed", "0"))
-    response = web.StreamResponse(headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"})
+    response = web.StreamResponse(
+        headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"}
+    )
     await response.prepare(request)
     for block in pseudo_random_blocks(mib, seed):
         await response.write(block)
@@ -65,7 +75,9 @@ async def random_bytes(request: web.Request) -> web.StreamResponse:
 async def cut(request: web.Request) -> web.StreamResponse:
     """Promises mib MiB, sends half, and closes the connection: a backend dying mid-body."""
     mib = int(request.query.get("mib", "8"))
-    response = web.StreamResponse(headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"})
+    response = web.StreamResponse(
+        headers={"Content-Length": str(mib << 20), "Content-Type": "application/octet-stream"}
+    )
     await response.prepare(request)
     for _ in range(mib // 2):
         await response.write(BLOCK)
@@ -85,8 +97,9 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def gzipped(request: web.Request) -> web.Response:
-    return web.Response(body=gzip.compress(b"squeezed " * 100), headers={"Content-Encoding": "gzip",
-                                                                        "Content-Type": "text/plain"})
+    return web.Response(
+        body=gzip.compress(b"squeezed " * 100), headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}
+    )
 
 
 async def redirect(request: web.Request) -> web.Response:
@@ -114,7 +127,11 @@ async def ws(request: web.Request) -> web.WebSocketResponse:
 
 async def status(request: web.Request) -> web.Response:
     code = int(request.match_info["code"])
-    return web.Response(status=code, headers={"ETag": '"v1"'}) if code in (204, 304) else web.Response(status=code, text=str(code))
+    return (
+        web.Response(status=code, headers={"ETag": '"v1"'})
+        if code in (204, 304)
+        else web.Response(status=code, text=str(code))
+    )
 
 
 async def slow(request: web.Request) -> web.Response:
@@ -154,8 +171,11 @@ async def raw_echo(port: int | None, unix_socket: str | None) -> None:
             await writer.drain()
         writer.close()
 
-    server = await (asyncio.start_unix_server(handle, unix_socket) if unix_socket
-                    else asyncio.start_server(handle, "127.0.0.1", port))
+    server = await (
+        asyncio.start_unix_server(handle, unix_socket)
+        if unix_socket
+        else asyncio.start_server(handle, "127.0.0.1", port)
+    )
     async with server:
         await server.serve_forever()
 

@@ -26,8 +26,9 @@ DOWN_MIB, UP_MIB = 1024, 500
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     servers = json.dumps({"app": {"command": [sys.executable, BACKEND, "--port", "{port}"], "timeout": 20}})
-    srv = start_server("--servers", servers, "--proxy-entry-points", "false", "--log-level", "warning",
-                       "--max-body-size", str(1 << 40))
+    srv = start_server(
+        "--servers", servers, "--proxy-entry-points", "false", "--log-level", "warning", "--max-body-size", str(1 << 40)
+    )
     yield srv
     srv.stop()
 
@@ -100,7 +101,9 @@ async def test_a_slow_reader_gets_every_byte_in_order(http: aiohttp.ClientSessio
     assert size == 48 << 20 and digest == random_digest(48, 7)
 
 
-async def test_the_backend_connection_is_reused_after_a_relayed_body(http: aiohttp.ClientSession, server: Server) -> None:
+async def test_the_backend_connection_is_reused_after_a_relayed_body(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     async with http.get(server.url + "app/echo", headers=server.headers) as r:
         before = (await r.json())["peer"]
     for seed in (1, 2):
@@ -109,7 +112,9 @@ async def test_the_backend_connection_is_reused_after_a_relayed_body(http: aioht
         assert r.status == 200 and (await r.json())["peer"] == before  # the same kept-alive connection
 
 
-async def test_a_backend_dying_mid_body_cuts_only_that_response_short(http: aiohttp.ClientSession, server: Server) -> None:
+async def test_a_backend_dying_mid_body_cuts_only_that_response_short(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     with pytest.raises(aiohttp.ClientPayloadError):
         async with http.get(server.url + "app/cut?mib=8", headers=server.headers) as r:
             assert r.status == 200 and r.headers["Content-Length"] == str(8 << 20)
@@ -117,13 +122,16 @@ async def test_a_backend_dying_mid_body_cuts_only_that_response_short(http: aioh
     assert await fetch_digest(http, server, "app/random?mib=2&seed=3") == (2 << 20, random_digest(2, 3))
 
 
-async def test_a_client_leaving_mid_download_leaves_the_server_serving(http: aiohttp.ClientSession,
-                                                                      server: Server) -> None:
+async def test_a_client_leaving_mid_download_leaves_the_server_serving(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     host, port = server.url.split("//")[1].rstrip("/").split(":")
     for leave in ("at once", "after lagging"):
         reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET /app/random?mib=256&seed=4 HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     f"Authorization: token {server.token}\r\n\r\n".encode())
+        writer.write(
+            f"GET /app/random?mib=256&seed=4 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: token {server.token}\r\n\r\n".encode()
+        )
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         await reader.readexactly(1 << 20)
@@ -140,15 +148,35 @@ async def test_a_download_over_tls_is_streamed_byte_exact(http: aiohttp.ClientSe
     """Under TLS the client's transport encrypts later what it is given, so the body takes the
     streamed path instead of the relay; it must arrive whole all the same."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     servers = json.dumps({"app": {"command": [sys.executable, BACKEND, "--port", "{port}"], "timeout": 20}})
     srv = start_server("--servers", servers, "--certfile", str(cert), "--keyfile", str(key), "--log-level", "warning")
     try:
         digest, size = hashlib.sha256(), 0
-        async with http.get(srv.url + "app/random?mib=8&seed=6", headers=srv.headers,
-                            ssl=ssl.create_default_context(cafile=str(cert))) as r:
+        async with http.get(
+            srv.url + "app/random?mib=8&seed=6", headers=srv.headers, ssl=ssl.create_default_context(cafile=str(cert))
+        ) as r:
             assert r.status == 200
             async for chunk in r.content.iter_chunked(256 << 10):
                 digest.update(chunk)

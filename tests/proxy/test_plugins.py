@@ -21,11 +21,12 @@ PANEL_APP = "import panel as pn\n\npn.panel('Hello from a Panel app').servable()
 # path): a release whose module is missing, and one that needs an environment only JupyterHub sets.
 BROKEN = {
     "missing_module_proxy": ("gone = missing_module_proxy_pkg:setup", None),
-    "hub_only_proxy": ("hubonly = hub_only_proxy:setup",
-                       "import os\n\ndef setup():\n    return {'command': ['true'], "
-                       "'environment': {'PREFIX': os.environ['JUPYTERHUB_SERVICE_PREFIX']}}\n"),
-    "reserved_name_proxy": ("api = reserved_name_proxy:setup",
-                            "def setup():\n    return {'command': ['true']}\n"),
+    "hub_only_proxy": (
+        "hubonly = hub_only_proxy:setup",
+        "import os\n\ndef setup():\n    return {'command': ['true'], "
+        "'environment': {'PREFIX': os.environ['JUPYTERHUB_SERVICE_PREFIX']}}\n",
+    ),
+    "reserved_name_proxy": ("api = reserved_name_proxy:setup", "def setup():\n    return {'command': ['true']}\n"),
 }
 
 
@@ -72,15 +73,17 @@ async def test_jupyter_panel_proxy_with_its_websocket(http: aiohttp.ClientSessio
         assert r.status == 200, page[-2000:]
     token = re.search(r'"token":\s*"([^"]+)"', page) or re.search(r"token=([\w.-]+)", page)
     assert token, page[:3000]
-    async with http.ws_connect(server.ws_url + "panel/app/ws", headers=server.headers,
-                               protocols=("bokeh", token.group(1))) as ws:
+    async with http.ws_connect(
+        server.ws_url + "panel/app/ws", headers=server.headers, protocols=("bokeh", token.group(1))
+    ) as ws:
         assert ws.protocol == "bokeh"
         msg = await ws.receive(timeout=60)
         assert msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["msgtype"] == "ACK"
 
 
-async def test_plugins_that_fail_to_load_are_reported_and_the_others_served(http: aiohttp.ClientSession,
-                                                                            server: Server) -> None:
+async def test_plugins_that_fail_to_load_are_reported_and_the_others_served(
+    http: aiohttp.ClientSession, server: Server
+) -> None:
     """As jupyter-server-proxy: a warning naming the entry point and the error, the plugin served
     nowhere, every other plugin served; and /api/status tells an operator which ones broke."""
     async with http.get(server.url + "api/status", headers=server.headers) as r:

@@ -18,7 +18,7 @@ from portico_testing import Server, readme_example, run_session, start_server
 BACKEND = str(Path(__file__).with_name("backend.py"))
 ICON = Path(__file__).with_name("icon.svg")
 
-CONFIG = f'''
+CONFIG = f"""
 import sys
 BACKEND = {BACKEND!r}
 
@@ -53,7 +53,7 @@ c.ServerProxy.servers = {{
     "missing": {{"command": ["/no/such/program", "{{port}}"]}},
     "deaf": {{"command": [sys.executable, "-c", "import time; time.sleep(600)"], "timeout": 1}},
 }}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +62,28 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "hello.txt").write_text("hello from http.server\n")
     config = root / "proxy_config.py"
     config.write_text(CONFIG)
-    srv = start_server("--proxy-config", str(config), "--root-dir", str(root), "--proxy-entry-points", "false",
-                       "--proxy-restart-min-uptime", "2", "--proxy-restart-max-backoff", "2",
-                       "--proxy-response-timeout", "2",
-                       env={"AWS_SECRET_ACCESS_KEY": "do-not-pass", "PORTICO_TOKEN": "test-token"})
+    srv = start_server(
+        "--proxy-config",
+        str(config),
+        "--root-dir",
+        str(root),
+        "--proxy-entry-points",
+        "false",
+        "--proxy-restart-min-uptime",
+        "2",
+        "--proxy-restart-max-backoff",
+        "2",
+        "--proxy-response-timeout",
+        "2",
+        env={"AWS_SECRET_ACCESS_KEY": "do-not-pass", "PORTICO_TOKEN": "test-token"},
+    )
     yield srv
     srv.stop()
 
 
-async def call(http: aiohttp.ClientSession, server: Server, method: str, path: str, **kw: object) -> tuple[int, dict[str, object] | str]:
+async def call(
+    http: aiohttp.ClientSession, server: Server, method: str, path: str, **kw: object
+) -> tuple[int, dict[str, object] | str]:
     headers = {**server.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
     async with http.request(method, server.url + path, headers=headers, allow_redirects=False, **kw) as r:  # type: ignore[arg-type]
         text = await r.text()
@@ -96,8 +109,13 @@ async def test_http_through_tcp_and_unix_sockets(http: aiohttp.ClientSession, pr
 
 
 async def test_the_backend_never_sees_portico_credentials(http: aiohttp.ClientSession, proxy: Server) -> None:
-    status, body = await call(http, proxy, "GET", f"app/echo?token={proxy.token}&keep=1",
-                              headers={"Cookie": "portico-session=s; app=kept", "X-Other": "y"})
+    status, body = await call(
+        http,
+        proxy,
+        "GET",
+        f"app/echo?token={proxy.token}&keep=1",
+        headers={"Cookie": "portico-session=s; app=kept", "X-Other": "y"},
+    )
     assert status == 200 and isinstance(body, dict)
     headers = body["headers"]
     assert isinstance(headers, dict)
@@ -119,7 +137,9 @@ async def test_a_browser_login_reaches_apps_whose_forms_send_no_xsrf_header(prox
             assert r.status == 403
 
 
-async def test_options_absolute_mappath_overrides_environment_rewrite(http: aiohttp.ClientSession, proxy: Server) -> None:
+async def test_options_absolute_mappath_overrides_environment_rewrite(
+    http: aiohttp.ClientSession, proxy: Server
+) -> None:
     status, body = await call(http, proxy, "GET", "absolute/echo")
     assert status == 200 and isinstance(body, dict) and body["path"] == "/absolute/echo"
     status, body = await call(http, proxy, "GET", "mapped/")
@@ -175,16 +195,20 @@ async def test_statuses_without_bodies_and_head(http: aiohttp.ClientSession, pro
 
 
 async def test_redirects_stay_under_the_prefix(http: aiohttp.ClientSession, proxy: Server) -> None:
-    for kind, expected in (("root", "/app/echo?from=root"), ("absolute", "/app/echo?from=absolute"),
-                           ("elsewhere", "https://example.org/")):
+    for kind, expected in (
+        ("root", "/app/echo?from=root"),
+        ("absolute", "/app/echo?from=absolute"),
+        ("elsewhere", "https://example.org/"),
+    ):
         async with http.get(proxy.url + f"app/redirect?to={kind}", headers=proxy.headers, allow_redirects=False) as r:
             assert (r.status, r.headers["Location"]) == (302, expected), kind
 
 
 async def test_websockets(http: aiohttp.ClientSession, proxy: Server) -> None:
     for name in ("app", "unixapp"):
-        async with http.ws_connect(proxy.ws_url + f"{name}/ws", headers=proxy.headers,
-                                   protocols=("chat.v1", "chat.v0")) as ws:
+        async with http.ws_connect(
+            proxy.ws_url + f"{name}/ws", headers=proxy.headers, protocols=("chat.v1", "chat.v0")
+        ) as ws:
             assert ws.protocol == "chat.v1"  # what the backend chose
             await ws.send_str("hello")
             assert (await ws.receive()).data == "hello"
@@ -321,9 +345,15 @@ async def test_launcher_info_and_icons(http: aiohttp.ClientSession, proxy: Serve
 
 def test_no_child_and_no_socket_directory_outlives_the_server(tmp_path: Path) -> None:
     config = tmp_path / "proxy_config.py"
-    config.write_text(CONFIG.replace('"timeout": 20}', '"timeout": 20, "autostart": True}', 2).replace(
-        '"lazy": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"]'.replace("{{", "{").replace("}}", "}"),
-        '"lazy": {"autostart": True, "command": ["sh", "-c", f"sleep 612345 & exec {sys.executable} {BACKEND} --port {{port}}"]'))
+    config.write_text(
+        CONFIG.replace('"timeout": 20}', '"timeout": 20, "autostart": True}', 2).replace(
+            '"lazy": {{"command": [sys.executable, BACKEND, "--port", "{{port}}"]'.replace("{{", "{").replace(
+                "}}", "}"
+            ),
+            '"lazy": {"autostart": True, "command": ["sh", "-c", '
+            'f"sleep 612345 & exec {sys.executable} {BACKEND} --port {{port}}"]',
+        )
+    )
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("portico-unixapp-*"))
     server = start_server("--proxy-config", str(config), "--proxy-entry-points", "false")
     import urllib.request
@@ -347,7 +377,6 @@ def _cmdline(proc: Path) -> str:
         return ""
 
 
-
 def test_readme_proxy_example_runs() -> None:
     import shlex
 
@@ -359,7 +388,9 @@ def test_readme_proxy_example_runs() -> None:
         server.stop()
 
 
-async def test_a_restarted_backend_is_reached_through_a_fresh_connection(http: aiohttp.ClientSession, proxy: Server) -> None:
+async def test_a_restarted_backend_is_reached_through_a_fresh_connection(
+    http: aiohttp.ClientSession, proxy: Server
+) -> None:
     for _ in range(3):  # kept-alive connections to the backend, reused
         assert (await call(http, proxy, "GET", "app/echo"))[0] == 200
     _, before = await call(http, proxy, "GET", "app/echo")

@@ -176,7 +176,7 @@ class Notebook {
     const kernel = this.session.kernel;
     const spec = specs.specs.kernelspecs[kernel.name];
     this.metadata.kernelspec = { name: kernel.name, display_name: spec ? spec.display_name : kernel.name, language: spec ? spec.language : this.language };
-    kernel.statusChanged.connect((_, status) => this.showStatus());
+    kernel.statusChanged.connect(() => this.showStatus());
     kernel.connectionStatusChanged.connect((_, status) => this.connectionChanged(status));
     kernel.iopubMessage.connect((_, msg) => this.onIOPub(kernel.id, msg));
     this.session.kernelChanged.connect(() => this.showStatus());
@@ -275,7 +275,7 @@ class Notebook {
       const reply = await future.done;
       if (reply && reply.content) cell.setRunning(false, reply.content.execution_count ?? cell.count);
       return reply;
-    } catch (error) {
+    } catch {
       cell.setRunning(false);  // the kernel was restarted or shut down under the execution
     } finally {
       cell.inputBox.querySelector('form')?.remove();
@@ -381,13 +381,13 @@ class Notebook {
     this.dirty = false;  // changes made while the request runs mark it dirty again
     this.saveState.textContent = 'Saving…';
     this.saving = this.server.contents.save(this.path, { type: 'notebook', format: 'json', content: this.toJSON() })
-      .then(model => {
+      .then(() => {
             if (!this.dirty) { this.saveState.textContent = `${auto ? 'Autosaved' : 'Saved'} ${new Date().toLocaleTimeString()}`; this.title.classList.remove('dirty'); }
       })
       .catch(async error => {
         this.dirty = true;
         let message = error.message;
-        try { message = JSON.parse(await error.response.text()).message; } catch (_) { /* keep the error's own */ }
+        try { message = JSON.parse(await error.response.text()).message; } catch { /* keep the error's own */ }
         this.saveState.textContent = 'Not saved';
         this.showBanner(`Saving failed: ${message}`);
       })

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..settings import Settings
 from ..errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, PorticoError
+from ..settings import Settings
 from ..web.jsonio import json_body, json_response
 from .store import Store
 
@@ -78,8 +78,13 @@ class ContentsRoutes:
 
     async def get(self, request: web.Request) -> web.Response:
         content = _flag(request, "content")
-        model = await in_thread(self.store.get, self._path(request), content=content,
-                                        type_=request.query.get("type"), format_=request.query.get("format"))
+        model = await in_thread(
+            self.store.get,
+            self._path(request),
+            content=content,
+            type_=request.query.get("type"),
+            format_=request.query.get("format"),
+        )
         return json_response(model)
 
     async def save(self, request: web.Request) -> web.Response:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..errors import BadRequest, Conflict, NotFound
 from ..kernels.manager import iso
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
 
 CHECKPOINT_DIR = ".ipynb_checkpoints"
 CHECKPOINT_ID = "checkpoint"  # one checkpoint per file, as Jupyter Server's file checkpoints keep
@@ -42,8 +42,10 @@ def validate_notebook(content: Any) -> Any:
     if not isinstance(content, dict):
         raise BadRequest("A notebook's content must be a JSON object.", "Invalid Notebook")
     if content.get("nbformat") != 4:
-        raise BadRequest(f"Only nbformat 4 notebooks can be saved, this one says nbformat {content.get('nbformat')!r}.",
-                         "Invalid Notebook")
+        raise BadRequest(
+            f"Only nbformat 4 notebooks can be saved, this one says nbformat {content.get('nbformat')!r}.",
+            "Invalid Notebook",
+        )
     node = nbf.from_dict(content)
     try:
         nbf.validate(node)
@@ -95,19 +97,33 @@ class Store:
         return path.relative_to(self.root).as_posix() if path != self.root else ""
 
     # models --------------------------------------------------------------------------------
-    def model(self, path: Path, *, content: bool = True, type_: str | None = None, format_: str | None = None) -> dict[str, Any]:
+    def model(
+        self, path: Path, *, content: bool = True, type_: str | None = None, format_: str | None = None
+    ) -> dict[str, Any]:
         try:
             st = path.stat()
         except OSError:
             raise NotFound(f"No such file or directory: {self.api_path(path)}") from None
         name = path.name if path != self.root else ""
-        kind = "directory" if stat.S_ISDIR(st.st_mode) else "notebook" if path.suffix == ".ipynb" and type_ != "file" else "file"
+        kind = (
+            "directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "notebook"
+            if path.suffix == ".ipynb" and type_ != "file"
+            else "file"
+        )
         if type_ and type_ != kind:
             raise BadRequest(f"{self.api_path(path) or '/'} is a {kind}, not a {type_}.", "Bad Type")
         model: dict[str, Any] = {
-            "name": name, "path": self.api_path(path), "type": kind,
-            "created": iso(st.st_ctime), "last_modified": iso(st.st_mtime),
-            "writable": os.access(path, os.W_OK), "mimetype": None, "content": None, "format": None,
+            "name": name,
+            "path": self.api_path(path),
+            "type": kind,
+            "created": iso(st.st_ctime),
+            "last_modified": iso(st.st_mtime),
+            "writable": os.access(path, os.W_OK),
+            "mimetype": None,
+            "content": None,
+            "format": None,
             "size": None if kind == "directory" else st.st_size,
         }
         if kind == "file":
@@ -268,7 +284,7 @@ class Store:
     def rename(self, api_path: str, body: dict[str, Any]) -> dict[str, Any]:
         new = _field(body, "path")
         if not new or not self.clean(new):
-            raise BadRequest("PATCH needs the new path: {\"path\": ...}.")
+            raise BadRequest('PATCH needs the new path: {"path": ...}.')
         source = self.resolve(api_path)
         if source == self.root:
             raise BadRequest("The root directory cannot be renamed.")

@@ -11,10 +11,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -22,9 +22,9 @@ import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
 from ..environment import inherited, without_secrets
+from ..errors import BadRequest, Close, Conflict, LimitReached, NotFound, Unavailable, described
 from ..paths import confine
 from ..settings import Settings
-from ..errors import BadRequest, Close, Conflict, Forbidden, LimitReached, NotFound, Unavailable, described
 from .pool import Pool
 from .relay import KernelRelay, RelayOptions, Stats
 from .seed import Seed
@@ -73,7 +73,7 @@ MAX_ENV_VALUE = 32 * 1024
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(eq=False)
@@ -124,9 +124,12 @@ class Kernels:
         self._culler: asyncio.Task[None] | None = None
         s = settings
         self.relay_options = RelayOptions(
-            s.client_buffer_limit, s.journal_max_bytes, s.journal_max_age,
+            s.client_buffer_limit,
+            s.journal_max_bytes,
+            s.journal_max_age,
             (s.iopub_msg_rate_limit, s.iopub_data_rate_limit, s.rate_limit_window) if s.limit_rate else None,
-            s.kernel_restart_output_wait)
+            s.kernel_restart_output_wait,
+        )
         self.seed = Seed.load(s.seed, s.default_kernel_name) if s.seed else None
         self.pool = Pool(self._launch_warm, s.pool_kernels or [s.default_kernel_name], s.pool_size)
 
@@ -258,27 +261,42 @@ class Kernels:
             self._ipc_dir = tempfile.mkdtemp(prefix="portico-")
         return self._ipc_dir
 
-    async def _launch(self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None,
-                      options: RelayOptions | None = None) -> Kernel:
+    async def _launch(
+        self,
+        kernel_id: str,
+        name: str,
+        cwd: str,
+        env: dict[str, str],
+        seed: Seed | None,
+        options: RelayOptions | None = None,
+    ) -> Kernel:
         """A started, ready (and seeded) kernel; a process that dies while starting is tried again."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 return await self._launch_once(kernel_id, name, cwd, env, seed, options or self.relay_options)
             except KernelExited as e:
-                log.warning("kernel %s (%s) exited while starting (attempt %d of %d): %s",
-                            kernel_id, name, attempt, START_ATTEMPTS, e)
+                log.warning(
+                    "kernel %s (%s) exited while starting (attempt %d of %d): %s",
+                    kernel_id,
+                    name,
+                    attempt,
+                    START_ATTEMPTS,
+                    e,
+                )
                 if attempt == START_ATTEMPTS:
-                    raise Unavailable(f"Kernel {name!r} exited while starting ({e}), {attempt} times; "
-                                      "see the server log.", "Kernel Failed") from None
+                    raise Unavailable(
+                        f"Kernel {name!r} exited while starting ({e}), {attempt} times; see the server log.",
+                        "Kernel Failed",
+                    ) from None
         raise AssertionError("unreachable")
 
-    async def _launch_once(self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None,
-                           relay_options: RelayOptions) -> Kernel:
+    async def _launch_once(
+        self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None, relay_options: RelayOptions
+    ) -> Kernel:
         options: dict[str, Any] = {"transport": self.settings.kernel_transport}
         if self.settings.kernel_transport == "ipc":
             options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
-        km = KernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager,
-                           context=self.context, **options)
+        km = KernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager, context=self.context, **options)
         km.iopub_hwm = self.settings.kernel_iopub_hwm
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
         kernel = Kernel(kernel_id, name, km, seed=seed)
@@ -293,8 +311,14 @@ class Kernels:
                 raise
             log.warning("kernel %s (%s) failed to start: %s", kernel_id, name, described(e))
             raise Unavailable(f"Kernel {name!r} failed to start: {described(e)}", "Kernel Failed") from None
-        kernel.relay = KernelRelay(self.context, dict(km.get_connection_info()), self.stats, relay_options,
-                                   kernel.set_state, iopub_hwm=SUBSCRIBER_HWM if km.holds_iopub else 0)
+        kernel.relay = KernelRelay(
+            self.context,
+            dict(km.get_connection_info()),
+            self.stats,
+            relay_options,
+            kernel.set_state,
+            iopub_hwm=SUBSCRIBER_HWM if km.holds_iopub else 0,
+        )
         try:
             await self._ready(kernel)
         except KernelExited:
@@ -302,8 +326,11 @@ class Kernels:
             raise
         except TimeoutError:
             await self._dispose(kernel, "did not answer in time")
-            raise Unavailable(f"Kernel {name!r} did not answer within {self.settings.kernel_start_timeout} s "
-                              "(option kernel_start_timeout).", "Kernel Timeout") from None
+            raise Unavailable(
+                f"Kernel {name!r} did not answer within {self.settings.kernel_start_timeout} s "
+                "(option kernel_start_timeout).",
+                "Kernel Timeout",
+            ) from None
         except Unavailable:
             await self._dispose(kernel, "failed to seed")
             raise
@@ -325,8 +352,10 @@ class Kernels:
             number = seed.numbers[index] if seed.numbers else index + 1
             reply = await kernel.relay.execute(code, timeout)
             if reply.get("status") != "ok":
-                raise Unavailable(f"Seed notebook {seed.path}, code cell {number}: "
-                                  f"{reply.get('ename')}: {reply.get('evalue')}", "Seed Failed")
+                raise Unavailable(
+                    f"Seed notebook {seed.path}, code cell {number}: {reply.get('ename')}: {reply.get('evalue')}",
+                    "Seed Failed",
+                )
 
     async def _unless_it_exits(self, kernel: Kernel, waiting: Coroutine[Any, Any, None]) -> None:
         """Await waiting, but raise KernelExited as soon as the kernel process is gone."""
@@ -385,8 +414,13 @@ class Kernels:
         relay.hold()
         if self.settings.autorestart and kernel.restarts < self.settings.restart_limit:
             kernel.restarts += 1
-            log.warning("kernel %s died (exit code %s); restarting (%d of %d)", kernel.id, code,
-                        kernel.restarts, self.settings.restart_limit)
+            log.warning(
+                "kernel %s died (exit code %s); restarting (%d of %d)",
+                kernel.id,
+                code,
+                kernel.restarts,
+                self.settings.restart_limit,
+            )
             kernel.execution_state = "restarting"
             relay.broadcast_status("restarting")
             try:
@@ -412,8 +446,10 @@ class Kernels:
         try:
             await self._ready(kernel)
         except TimeoutError:
-            raise TimeoutError(f"the new kernel did not answer within {self.settings.kernel_start_timeout:g} s "
-                               "(option kernel_start_timeout)") from None
+            raise TimeoutError(
+                f"the new kernel did not answer within {self.settings.kernel_start_timeout:g} s "
+                "(option kernel_start_timeout)"
+            ) from None
 
     async def restart(self, kernel_id: str) -> Kernel:
         kernel = self.get(kernel_id)
@@ -490,13 +526,16 @@ class Kernels:
             self._culler.cancel()
         warm = await self.pool.drain()
         ids = list(self.kernels)
-        await asyncio.gather(*(self.shutdown(i, "shut down with the server") for i in ids),
-                             *(self._dispose(k, "warm kernel shut down with the server") for k in warm),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self.shutdown(i, "shut down with the server") for i in ids),
+            *(self._dispose(k, "warm kernel shut down with the server") for k in warm),
+            return_exceptions=True,
+        )
         stray = list(self._alive)  # an owner's (a notebook API's pool) that it did not end: none outlives us
         for kernel in stray:
-            log.warning("kernel %s (%s) was still running at shutdown outside the registry; ending it",
-                        kernel.id, kernel.name)
+            log.warning(
+                "kernel %s (%s) was still running at shutdown outside the registry; ending it", kernel.id, kernel.name
+            )
         await asyncio.gather(*(self._dispose(k, "shut down with the server") for k in stray), return_exceptions=True)
         if self._context is not None:
             self._context.destroy(linger=0)

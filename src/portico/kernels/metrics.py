@@ -15,19 +15,22 @@ class KernelCollector:
         self.kernels = kernels
 
     def collect(self) -> Iterator[Metric]:
-        by_state = GaugeMetricFamily("portico_kernels", "Kernels by execution state and kernelspec",
-                                     labels=["state", "kernelspec"])
+        by_state = GaugeMetricFamily(
+            "portico_kernels", "Kernels by execution state and kernelspec", labels=["state", "kernelspec"]
+        )
         for (state, spec), n in Counter((k.execution_state, k.name) for k in self.kernels.kernels.values()).items():
             by_state.add_metric([state, spec], n)
         yield by_state
-        yield GaugeMetricFamily("portico_websocket_connections", "Open kernel WebSocket connections",
-                                value=self.kernels.connections())
+        yield GaugeMetricFamily(
+            "portico_websocket_connections", "Open kernel WebSocket connections", value=self.kernels.connections()
+        )
         pool = GaugeMetricFamily("portico_pool_kernels", "Warm kernels ready, by kernelspec", labels=["kernelspec"])
         for spec, n in self.kernels.pool.counts().items():
             pool.add_metric([spec], n)
         yield pool
-        messages = CounterMetricFamily("portico_kernel_messages", "Kernel messages relayed",
-                                       labels=["channel", "direction"])
+        messages = CounterMetricFamily(
+            "portico_kernel_messages", "Kernel messages relayed", labels=["channel", "direction"]
+        )
         for (channel, direction), n in sorted(self.kernels.stats.items()):
             messages.add_metric([channel, direction], n)
         yield messages

@@ -198,8 +198,13 @@ class RateLimit:
         return True, None
 
     def notice(self, kind: str) -> str:
-        limit = (f"iopub_msg_rate_limit={self.msg_rate:g} (msgs/sec)" if kind == "message"
-                 else f"iopub_data_rate_limit={self.data_rate:g} (bytes/sec)")
-        return (f"IOPub {kind} rate exceeded.\nPortico will temporarily stop sending output to the client "
-                f"in order to avoid crashing it.\nTo change this limit, set the option "
-                f"{limit.split('=')[0]}.\n\nCurrent values:\n{limit}\nrate_limit_window={self.window:g} (secs)\n")
+        limit = (
+            f"iopub_msg_rate_limit={self.msg_rate:g} (msgs/sec)"
+            if kind == "message"
+            else f"iopub_data_rate_limit={self.data_rate:g} (bytes/sec)"
+        )
+        return (
+            f"IOPub {kind} rate exceeded.\nPortico will temporarily stop sending output to the client "
+            f"in order to avoid crashing it.\nTo change this limit, set the option "
+            f"{limit.split('=')[0]}.\n\nCurrent values:\n{limit}\nrate_limit_window={self.window:g} (secs)\n"
+        )

@@ -52,7 +52,9 @@ class RelayOptions:
     journal_bytes: int
     journal_age: float
     rate_limit: tuple[float, float, float] | None  # (msgs/s, bytes/s, window) when limit_rate is on
-    output_wait: float = 10.0  # s a restart waits at most for the iopub published before it (kernel_restart_output_wait)
+    output_wait: float = (
+        10.0  # s a restart waits at most for the iopub published before it (kernel_restart_output_wait)
+    )
 
 
 class Numbering:
@@ -101,8 +103,12 @@ class Request:
 def taken(received: Awaitable[list[bytes]]) -> list[bytes] | None:
     """What a receive had already taken off its socket when the task awaiting it was cancelled
     (it completed, but the task had not resumed yet): relayed by the caller, or it is lost."""
-    if isinstance(received, asyncio.Future) and received.done() and not received.cancelled() \
-            and received.exception() is None:
+    if (
+        isinstance(received, asyncio.Future)
+        and received.done()
+        and not received.cancelled()
+        and received.exception() is None
+    ):
         frames: list[bytes] = received.result()
         return frames
     return None
@@ -119,8 +125,9 @@ def msg_id_of(header: bytes) -> str | None:
 class Client:
     """One WebSocket connection to a kernel and its own shell, control and stdin sockets."""
 
-    def __init__(self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str, aware: bool,
-                 abort: Callable[[], None]) -> None:
+    def __init__(
+        self, relay: KernelRelay, ws: web.WebSocketResponse, session_id: str, aware: bool, abort: Callable[[], None]
+    ) -> None:
         self.relay = relay
         self.ws = ws
         self.session_id = session_id
@@ -181,8 +188,10 @@ class Client:
             self.wanted += 1
 
     def _fell_behind(self) -> None:
-        self.outbox.overflow(f"it fell behind what the journal keeps (it needs {self.wanted}, the journal starts "
-                             f"at {self.relay.journal.first_seq}; journal_max_bytes, journal_max_age)")
+        self.outbox.overflow(
+            f"it fell behind what the journal keeps (it needs {self.wanted}, the journal starts "
+            f"at {self.relay.journal.first_seq}; journal_max_bytes, journal_max_age)"
+        )
 
     def _within_limit(self, parts: list[bytes]) -> bool:
         assert self.limit is not None
@@ -190,7 +199,7 @@ class Client:
         allowed, notice = self.limit.allow(header.get("msg_type", ""), sum(map(len, parts)), time.monotonic())
         if notice:
             text = self.limit.notice(notice)
-            log.warning("%s", text.splitlines()[0] + " (session %s)" % self.session_id)
+            log.warning("%s (session %s)", text.splitlines()[0], self.session_id)
             parent = orjson.loads(parts[1]) if parts[1] != b"{}" else None
             self.send(b"iopub", wire.build("stream", {"name": "stderr", "text": text}, parent).parts)
         return allowed
@@ -305,8 +314,15 @@ class Client:
 class KernelRelay:
     """The channels of one kernel: iopub fan-out and journal, per-client sockets, readiness."""
 
-    def __init__(self, context: zmq.asyncio.Context, connection: dict[str, Any], stats: Stats,
-                 options: RelayOptions, on_status: Callable[[str], None], iopub_hwm: int = 0) -> None:
+    def __init__(
+        self,
+        context: zmq.asyncio.Context,
+        connection: dict[str, Any],
+        stats: Stats,
+        options: RelayOptions,
+        on_status: Callable[[str], None],
+        iopub_hwm: int = 0,
+    ) -> None:
         self.context = context
         self.connection = connection
         key = connection["key"]
@@ -487,8 +503,11 @@ class KernelRelay:
             async with asyncio.timeout(self.options.output_wait):
                 await self._caught_up()
         except TimeoutError:
-            log.warning("a kernel's iopub did not catch up within %g s of its restart (kernel_restart_output_wait); "
-                        "the rest is cut", self.options.output_wait)
+            log.warning(
+                "a kernel's iopub did not catch up within %g s of its restart (kernel_restart_output_wait); "
+                "the rest is cut",
+                self.options.output_wait,
+            )
         self.cut = {msg_id for msg_id, request in self.requests.items() if not request.answered}
 
     async def _caught_up(self) -> None:
@@ -594,16 +613,19 @@ class KernelRelay:
             content: dict[str, Any] = {"status": "error", **error}
             if msg_type == "execute_request":
                 content["execution_count"] = None
-            request.client.send(request.channel.encode(),
-                                wire.build(msg_type[:-len("_request")] + "_reply", content, header).parts)
+            request.client.send(
+                request.channel.encode(), wire.build(msg_type[: -len("_request")] + "_reply", content, header).parts
+            )
         if not request.idle:
             self.broadcast(wire.build("status", {"execution_state": "idle"}, header).parts)
 
     def _tell_cut(self, parent: dict[str, Any], why: str) -> None:
         """A request the kernel finished, whose status: idle never came: the end of its output may
         have died in the kernel's queue.  Every client is told, in that request's output."""
-        text = (f"[Portico] The kernel {why} before all the output of this request reached Portico: "
-                "the end of it may be missing.\n")
+        text = (
+            f"[Portico] The kernel {why} before all the output of this request reached Portico: "
+            "the end of it may be missing.\n"
+        )
         self._notice(text, None, parent)
 
     def _notice(self, text: str, lost: int | None, parent: dict[str, Any] | None) -> None:
@@ -614,10 +636,11 @@ class KernelRelay:
 
     def _tell_lost(self, lost: int, parts: list[bytes]) -> None:
         """Every client is told, in the output of the request the gap ended in, how much is missing."""
-        log.warning("%d iopub messages from a kernel never reached Portico (the kernel's iopub queue was full)",
-                    lost)
-        text = (f"[Portico] {lost} output messages from the kernel were lost before they reached Portico: the "
-                "kernel's iopub queue overflowed while Portico was not reading (see kernel_iopub_hwm).\n")
+        log.warning("%d iopub messages from a kernel never reached Portico (the kernel's iopub queue was full)", lost)
+        text = (
+            f"[Portico] {lost} output messages from the kernel were lost before they reached Portico: the "
+            "kernel's iopub queue overflowed while Portico was not reading (see kernel_iopub_hwm).\n"
+        )
         self._notice(text, lost, orjson.loads(parts[1]) if parts[1] != b"{}" else None)
 
     def broadcast(self, parts: list[bytes]) -> None:
@@ -670,8 +693,17 @@ class KernelRelay:
     async def execute(self, code: str, timeout: float) -> dict[str, Any]:
         """Run code on a socket of Portico's own; the execute_reply's content."""
         sock = self.connect(zmq.DEALER, "shell", uuid.uuid4().hex.encode())
-        request = wire.build("execute_request", {"code": code, "silent": True, "store_history": False,
-                                                 "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        request = wire.build(
+            "execute_request",
+            {
+                "code": code,
+                "silent": True,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
         try:
             await sock.send_multipart(self.signer.frames(request.parts))
             async with asyncio.timeout(timeout):
@@ -687,8 +719,9 @@ class KernelRelay:
         """A fresh journal (a warm kernel's seeding is not its new owner's output)."""
         self.journal = Journal(self.options.journal_bytes, self.options.journal_age)
 
-    async def serve(self, ws: web.WebSocketResponse, session_id: str, since: int | None,
-                    abort: Callable[[], None]) -> None:
+    async def serve(
+        self, ws: web.WebSocketResponse, session_id: str, since: int | None, abort: Callable[[], None]
+    ) -> None:
         stale = self.clients.pop(session_id, None)
         if stale is not None:
             await stale.close(Close.REPLACED, "replaced by a newer connection with the same session_id")

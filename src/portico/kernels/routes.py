@@ -7,8 +7,8 @@ import uuid
 
 from aiohttp import web
 
-from ..settings import Settings
 from ..errors import BadRequest, NotFound
+from ..settings import Settings
 from ..web.jsonio import json_body, json_response
 from . import wire
 from .manager import Kernels
@@ -89,8 +89,12 @@ class KernelRoutes:
         asked = self._since(request)
         since = kernel.relay.journal.next_seq - 1 if isinstance(asked, str) else asked  # "now"
         s = self.settings
-        ws = web.WebSocketResponse(protocols=[wire.V1_PROTOCOL], heartbeat=s.ws_ping_interval or None,
-                                   max_msg_size=s.ws_max_message_size, compress=False)
+        ws = web.WebSocketResponse(
+            protocols=[wire.V1_PROTOCOL],
+            heartbeat=s.ws_ping_interval or None,
+            max_msg_size=s.ws_max_message_size,
+            compress=False,
+        )
         await ws.prepare(request)
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -38,9 +38,14 @@ class Sessions:
             del self.sessions[sid]
 
     def model(self, s: Session) -> dict[str, Any]:
-        return {"id": s.id, "path": s.path, "name": s.name, "type": s.type,
-                "kernel": self.kernels.get(s.kernel_id).model(),
-                "notebook": {"path": s.path, "name": s.name}}
+        return {
+            "id": s.id,
+            "path": s.path,
+            "name": s.name,
+            "type": s.type,
+            "kernel": self.kernels.get(s.kernel_id).model(),
+            "notebook": {"path": s.path, "name": s.name},
+        }
 
     def list(self) -> list[dict[str, Any]]:
         self._prune()

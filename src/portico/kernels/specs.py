@@ -7,8 +7,8 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from ..paths import confine
 from ..errors import NotFound
+from ..paths import confine
 
 RESOURCE_FILES = ("kernel.js", "kernel.css")
 

@@ -18,7 +18,8 @@ import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -59,7 +60,7 @@ def split_zmq(frames: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
     """(signature, parts) of a ZeroMQ message; identities are dropped."""
     for i, frame in enumerate(frames):
         if frame == DELIM:
-            parts = list(frames[i + 2:])
+            parts = list(frames[i + 2 :])
             if len(parts) < 4:
                 raise WireError("a message from the kernel has fewer than four parts")
             return frames[i + 1], parts
@@ -83,22 +84,33 @@ def from_v1(data: bytes) -> tuple[str, list[bytes]]:
     if n < 6 or len(data) < 8 * (n + 1):
         raise WireError(f"v1 frame: {n} offsets announced; at least 6 needed and the frame must hold them")
     offsets = struct.unpack_from(f"<{n}Q", data, 8)
-    if offsets[0] != 8 * (n + 1) or offsets[-1] != len(data) or any(a > b for a, b in zip(offsets, offsets[1:])):
+    if offsets[0] != 8 * (n + 1) or offsets[-1] != len(data) or any(a > b for a, b in pairwise(offsets)):
         raise WireError("v1 frame: offsets are out of order or do not match the frame length")
     try:
-        channel = data[offsets[0]:offsets[1]].decode()
+        channel = data[offsets[0] : offsets[1]].decode()
     except UnicodeDecodeError:
         raise WireError("v1 frame: the channel name is not UTF-8") from None
-    return channel, [data[a:b] for a, b in zip(offsets[1:-1], offsets[2:])]
+    return channel, [data[a:b] for a, b in pairwise(offsets[1:])]
 
 
 # JSON protocol ----------------------------------------------------------------------------
 def to_json(channel: bytes, parts: Sequence[bytes], header: dict[str, Any]) -> tuple[bytes, bool]:
     """(payload, is_binary): the JSON text assembled from the raw parts, no re-encoding."""
     tail = b',"channel":"%s","msg_id":%s,"msg_type":%s' % (
-        channel, orjson.dumps(header.get("msg_id")), orjson.dumps(header.get("msg_type")))
-    body = [b'{"header":', parts[0], b',"parent_header":', parts[1], b',"metadata":', parts[2],
-            b',"content":', parts[3]]
+        channel,
+        orjson.dumps(header.get("msg_id")),
+        orjson.dumps(header.get("msg_type")),
+    )
+    body = [
+        b'{"header":',
+        parts[0],
+        b',"parent_header":',
+        parts[1],
+        b',"metadata":',
+        parts[2],
+        b',"content":',
+        parts[3],
+    ]
     buffers = parts[4:]
     if not buffers:
         return b"".join([*body, b',"buffers":[]', tail, b"}"]), False
@@ -118,10 +130,10 @@ def from_json_binary(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
     if n < 1 or len(data) < 4 * (n + 1):
         raise WireError(f"binary frame: {n} offsets announced but the frame cannot hold them")
     offsets = [*struct.unpack_from(f"!{n}I", data, 4), len(data)]
-    if offsets[0] != 4 * (n + 1) or any(a > b for a, b in zip(offsets, offsets[1:])):
+    if offsets[0] != 4 * (n + 1) or any(a > b for a, b in pairwise(offsets)):
         raise WireError("binary frame: offsets are out of order or beyond the frame")
-    msg = parse_json(data[offsets[0]:offsets[1]])
-    return msg, [data[a:b] for a, b in zip(offsets[1:-1], offsets[2:])]
+    msg = parse_json(data[offsets[0] : offsets[1]])
+    return msg, [data[a:b] for a, b in pairwise(offsets[1:])]
 
 
 def parse_json(data: bytes | str) -> dict[str, Any]:
@@ -159,7 +171,7 @@ def with_seq(parts: list[bytes], seq: int) -> list[bytes]:
 
 # messages Portico itself sends -------------------------------------------------------------
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -168,8 +180,15 @@ class Built:
     parts: list[bytes]
 
 
-def build(msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None = None,
-          session: str = "portico") -> Built:
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "portico",
-              "session": session, "date": now_iso(), "version": "5.3"}
+def build(
+    msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None = None, session: str = "portico"
+) -> Built:
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "username": "portico",
+        "session": session,
+        "date": now_iso(),
+        "version": "5.3",
+    }
     return Built(header, [orjson.dumps(header), orjson.dumps(parent or {}), b"{}", orjson.dumps(content)])

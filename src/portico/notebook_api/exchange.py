@@ -62,8 +62,12 @@ class Outputs:
 
 # request ---------------------------------------------------------------------------------
 async def request_bundle(request: web.Request, path: dict[str, str], token: str) -> dict[str, Any]:
-    return {"body": await _body(request), "args": _multi(request.query, token),
-            "path": path, "headers": _headers(request, token)}
+    return {
+        "body": await _body(request),
+        "args": _multi(request.query, token),
+        "path": path,
+        "headers": _headers(request, token),
+    }
 
 
 def request_code(bundle: dict[str, Any], language: str) -> str:
@@ -191,16 +195,19 @@ def parse_response_info(printed: str, where: str) -> tuple[int, dict[str, str]]:
     try:
         info = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise CellFailed(f"ResponseInfo for {where} must print one JSON object like "
-                         f'{{"status": 201, "headers": {{"Content-Type": "text/csv"}}}}; it printed {text[:200]!r}') from None
+        raise CellFailed(
+            f"ResponseInfo for {where} must print one JSON object like "
+            f'{{"status": 201, "headers": {{"Content-Type": "text/csv"}}}}; it printed {text[:200]!r}'
+        ) from None
     if not isinstance(info, dict):
         raise CellFailed(f"ResponseInfo for {where} printed {type(info).__name__} JSON; expected an object")
     status = info.get("status", 200)
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise CellFailed(f"ResponseInfo for {where}: status must be a whole number from 200 to 599, got {status!r}")
     headers = info.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                                                for v in headers.values()):
+    if not isinstance(headers, dict) or not all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in headers.values()
+    ):
         raise CellFailed(f"ResponseInfo for {where}: headers must be an object of names to strings or numbers")
     clean = {str(k): str(v) for k, v in headers.items()}
     if any("\n" in k + v or "\r" in k + v for k, v in clean.items()):

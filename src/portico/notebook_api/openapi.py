@@ -55,38 +55,59 @@ def _summary(route: Route) -> str:
 
 def openapi(api: NotebookApi, server_url: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for route, op_id in zip(api.routes, operation_ids(api.routes)):
-        errors = {code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                  for code, text in ERRORS.items()}
+    for route, op_id in zip(api.routes, operation_ids(api.routes), strict=True):
+        errors = {
+            code: {
+                "description": text,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+            for code, text in ERRORS.items()
+        }
         operation: dict[str, Any] = {
             "operationId": op_id,
             "summary": _summary(route),
-            "responses": {"200": {"description": "What the cell printed, displayed or returned",
-                                  "content": {"*/*": {"schema": {}}}},
-                          "default": {"description": "A status the notebook's ResponseInfo chose",
-                                      "content": {"*/*": {"schema": {}}}},
-                          **errors},
+            "responses": {
+                "200": {
+                    "description": "What the cell printed, displayed or returned",
+                    "content": {"*/*": {"schema": {}}},
+                },
+                "default": {
+                    "description": "A status the notebook's ResponseInfo chose",
+                    "content": {"*/*": {"schema": {}}},
+                },
+                **errors,
+            },
         }
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-                  for p in route.params]
+        params = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            for p in route.params
+        ]
         if params:
             operation["parameters"] = params
         if route.verb in ("POST", "PUT", "PATCH", "DELETE"):
-            operation["requestBody"] = {"required": False, "content": {
-                "application/json": {"schema": {}},
-                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                "text/plain": {"schema": {"type": "string"}}}}
+            operation["requestBody"] = {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            }
         paths.setdefault(route.template, {})[route.verb.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": api.title, "version": "0.0.0",
-                 "description": f"Endpoints of the notebook {api.path.name}, served by Portico."},
+        "info": {
+            "title": api.title,
+            "version": "0.0.0",
+            "description": f"Endpoints of the notebook {api.path.name}, served by Portico.",
+        },
         "servers": [{"url": server_url}],
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR_SCHEMA},
-            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
-                                          "description": "'token <token>'"}},
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "'token <token>'"}
+            },
         },
         "security": [{"token": []}],
     }
@@ -97,17 +118,24 @@ def swagger(api: NotebookApi, base_path: str) -> dict[str, Any]:
     if api.document is not None and str(api.document.get("swagger", "")).startswith("2"):
         return api.document
     paths: dict[str, dict[str, Any]] = {}
-    for route, op_id in zip(api.routes, operation_ids(api.routes)):
+    for route, op_id in zip(api.routes, operation_ids(api.routes), strict=True):
         operation: dict[str, Any] = {
             "operationId": op_id,
             "summary": _summary(route),
             "produces": ["text/plain", "application/json"],
-            "responses": {"200": {"description": "Success"},
-                          **{code: {"description": text} for code, text in ERRORS.items()}},
+            "responses": {
+                "200": {"description": "Success"},
+                **{code: {"description": text} for code, text in ERRORS.items()},
+            },
         }
         if route.params:
-            operation["parameters"] = [{"name": p, "in": "path", "required": True, "type": "string"}
-                                       for p in route.params]
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "type": "string"} for p in route.params
+            ]
         paths.setdefault(route.template, {})[route.verb.lower()] = operation
-    return {"swagger": "2.0", "info": {"title": api.title, "version": "0.0.0"},
-            "basePath": base_path.rstrip("/") or "/", "paths": paths}
+    return {
+        "swagger": "2.0",
+        "info": {"title": api.title, "version": "0.0.0"},
+        "basePath": base_path.rstrip("/") or "/",
+        "paths": paths,
+    }

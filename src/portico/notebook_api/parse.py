@@ -27,16 +27,41 @@ from urllib.parse import quote
 
 import yaml
 
-from ..kernels.seed import Seed
 from ..errors import SettingsError
+from ..kernels.seed import Seed
 
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 COMMENT_PREFIXES = {
-    "python": "#", "r": "#", "julia": "#", "ruby": "#", "perl": "#", "bash": "#", "sh": "#",
-    "powershell": "#", "scala": "//", "java": "//", "javascript": "//", "typescript": "//",
-    "go": "//", "rust": "//", "c": "//", "c++": "//", "cpp": "//", "csharp": "//", "c#": "//",
-    "kotlin": "//", "swift": "//", "groovy": "//", "sql": "--", "haskell": "--", "lua": "--",
-    "matlab": "%", "octave": "%", "erlang": "%", "prolog": "%", "fortran": "!",
+    "python": "#",
+    "r": "#",
+    "julia": "#",
+    "ruby": "#",
+    "perl": "#",
+    "bash": "#",
+    "sh": "#",
+    "powershell": "#",
+    "scala": "//",
+    "java": "//",
+    "javascript": "//",
+    "typescript": "//",
+    "go": "//",
+    "rust": "//",
+    "c": "//",
+    "c++": "//",
+    "cpp": "//",
+    "csharp": "//",
+    "c#": "//",
+    "kotlin": "//",
+    "swift": "//",
+    "groovy": "//",
+    "sql": "--",
+    "haskell": "--",
+    "lua": "--",
+    "matlab": "%",
+    "octave": "%",
+    "erlang": "%",
+    "prolog": "%",
+    "fortran": "!",
 }
 PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -76,7 +101,7 @@ class Route:
         """Matches the raw (still percent-encoded) request path; a parameter is one segment's text."""
         out, last = [], 0
         for m in PARAM.finditer(self.path):
-            out.append(re.escape(quote(self.path[last:m.start()], safe=SAFE_IN_PATH)))
+            out.append(re.escape(quote(self.path[last : m.start()], safe=SAFE_IN_PATH)))
             out.append(f"(?P<{m.group(1)}>[^/]+)")
             last = m.end()
         out.append(re.escape(quote(self.path[last:], safe=SAFE_IN_PATH)))
@@ -120,10 +145,13 @@ def load(path: str, *, kernel_name: str, installed: dict[str, str], prefixes: di
     spec = nb.metadata.get("kernelspec", {})
     name = kernel_name or spec.get("name") or next(iter(installed), "python3")
     if name not in installed:
-        raise SettingsError(f"notebook {path} needs kernel {name!r}, which is not installed "
-                            f"(installed: {', '.join(sorted(installed)) or 'none'}); set notebook_kernel_name")
-    language = (nb.metadata.get("language_info", {}).get("name") or spec.get("language")
-                or installed[name] or "python").lower()
+        raise SettingsError(
+            f"notebook {path} needs kernel {name!r}, which is not installed "
+            f"(installed: {', '.join(sorted(installed)) or 'none'}); set notebook_kernel_name"
+        )
+    language = (
+        nb.metadata.get("language_info", {}).get("name") or spec.get("language") or installed[name] or "python"
+    ).lower()
     prefix = prefixes.get(language, "#")
     cells = list(enumerate((c.source for c in nb.cells if c.cell_type == "code"), 1))
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
@@ -131,12 +159,12 @@ def load(path: str, *, kernel_name: str, installed: dict[str, str], prefixes: di
     parser = SwaggerParser(prefix, markdown, path) if SwaggerParser.applies(prefix, cells) else CellParser(prefix, path)
     routes, seeds = parser.parse(cells)
     if not routes:
-        raise SettingsError(f"notebook {path} has no endpoints: annotate a code cell's first line, "
-                            f"e.g. '{prefix} GET /hello'")
+        raise SettingsError(
+            f"notebook {path} has no endpoints: annotate a code cell's first line, e.g. '{prefix} GET /hello'"
+        )
     ordered = tuple(sorted(routes, key=lambda r: r.rank, reverse=True))
     seed = Seed(str(file), name, tuple(s for _, s in seeds), tuple(n for n, _ in seeds))
-    return NotebookApi(file, name, language, title, ordered, seed,
-                       getattr(parser, "document", None), source)
+    return NotebookApi(file, name, language, title, ordered, seed, getattr(parser, "document", None), source)
 
 
 class CellParser:
@@ -168,23 +196,35 @@ class CellParser:
         routes = []
         for key, parts in bodies.items():
             response_parts = responses.pop(key, None)
-            routes.append(Route(key[0], key[1], "\n".join(parts),
-                                "\n".join(response_parts) if response_parts else None, timeouts.get(key)))
+            routes.append(
+                Route(
+                    key[0],
+                    key[1],
+                    "\n".join(parts),
+                    "\n".join(response_parts) if response_parts else None,
+                    timeouts.get(key),
+                )
+            )
         for verb, path in responses:
-            raise SettingsError(f"notebook {self.file}: a ResponseInfo cell for {verb} {path}, "
-                                "which has no endpoint cell")
+            raise SettingsError(
+                f"notebook {self.file}: a ResponseInfo cell for {verb} {path}, which has no endpoint cell"
+            )
         return routes, seeds
 
     def _annotation(self, number: int, line: str) -> tuple[bool, str, str, str]:
         m = self.annotation.fullmatch(line.rstrip())
         if m is None:
-            raise SettingsError(f"notebook {self.file}, code cell {number}: cannot parse the annotation "
-                                f"{line.strip()!r}; expected e.g. '# GET /hello/:name'")
+            raise SettingsError(
+                f"notebook {self.file}, code cell {number}: cannot parse the annotation "
+                f"{line.strip()!r}; expected e.g. '# GET /hello/:name'"
+            )
         path = m.group(3)
         stripped = PARAM.sub("", path)
         if ":" in stripped or "{" in path or "//" in path:
-            raise SettingsError(f"notebook {self.file}, code cell {number}: bad path {path!r}; "
-                                "parameters are ':name' with a letter or underscore first")
+            raise SettingsError(
+                f"notebook {self.file}, code cell {number}: bad path {path!r}; "
+                "parameters are ':name' with a letter or underscore first"
+            )
         if len(set(PARAM.findall(path))) != len(PARAM.findall(path)):
             raise SettingsError(f"notebook {self.file}, code cell {number}: a parameter repeats in {path!r}")
         return bool(m.group(1)), m.group(2), path, m.group(4)
@@ -195,23 +235,31 @@ class CellParser:
         words = rest.split()
         comment = [w for w in words if not OPTION_LIKE.match(w)]
         if comment:
-            log.warning("notebook %s, code cell %d: ignoring %r after the path in its annotation, as "
-                        "Kernel Gateway does (options are name=value, e.g. timeout=5)",
-                        self.file, number, " ".join(comment))
+            log.warning(
+                "notebook %s, code cell %d: ignoring %r after the path in its annotation, as "
+                "Kernel Gateway does (options are name=value, e.g. timeout=5)",
+                self.file,
+                number,
+                " ".join(comment),
+            )
         for word in words:
             if not OPTION_LIKE.match(word):
                 continue
             name, _, value = word.partition("=")
             if name not in OPTIONS:
-                raise SettingsError(f"notebook {self.file}, code cell {number}: unknown annotation option "
-                                    f"{word!r}; known: timeout=SECONDS")
+                raise SettingsError(
+                    f"notebook {self.file}, code cell {number}: unknown annotation option "
+                    f"{word!r}; known: timeout=SECONDS"
+                )
             try:
                 options[name] = float(value)
                 if options[name] <= 0:
                     raise ValueError
             except ValueError:
-                raise SettingsError(f"notebook {self.file}, code cell {number}: timeout must be a "
-                                    f"positive number of seconds, got {value!r}") from None
+                raise SettingsError(
+                    f"notebook {self.file}, code cell {number}: timeout must be a "
+                    f"positive number of seconds, got {value!r}"
+                ) from None
         return options
 
 
@@ -225,8 +273,10 @@ class SwaggerParser:
         self.response = re.compile(rf"{p}\s*ResponseInfo\s+operationId:\s*(\S+)\s*$")
         documents = [d for d in map(_document_in, markdown) if d is not None]
         if not documents:
-            raise SettingsError(f"notebook {path}: cells are bound with 'operationId:' but no markdown cell "
-                                "holds a Swagger or OpenAPI document")
+            raise SettingsError(
+                f"notebook {path}: cells are bound with 'operationId:' but no markdown cell "
+                "holds a Swagger or OpenAPI document"
+            )
         self.document = documents[0]
 
     @staticmethod
@@ -248,18 +298,27 @@ class SwaggerParser:
                 seeds.append((number, source))
         routes = []
         paths = self.document.get("paths")
-        for template, operations in (paths.items() if isinstance(paths, dict) else []):
-            for verb, op in (operations.items() if isinstance(operations, dict) else []):
+        for template, operations in paths.items() if isinstance(paths, dict) else []:
+            for verb, op in operations.items() if isinstance(operations, dict) else []:
                 op_id = op.get("operationId") if isinstance(op, dict) else None
                 if verb.upper() not in VERBS or op_id not in bodies:
                     continue
                 path = TEMPLATE.sub(r":\1", str(template))
                 response = responses.get(op_id)
-                routes.append(Route(verb.upper(), path, "\n".join(bodies.pop(op_id)),
-                                    "\n".join(response) if response else None, operation=op))
+                routes.append(
+                    Route(
+                        verb.upper(),
+                        path,
+                        "\n".join(bodies.pop(op_id)),
+                        "\n".join(response) if response else None,
+                        operation=op,
+                    )
+                )
         if bodies:
-            raise SettingsError(f"notebook {self.file}: operationId {next(iter(bodies))!r} is bound to a cell "
-                                "but not declared in the document's paths")
+            raise SettingsError(
+                f"notebook {self.file}: operationId {next(iter(bodies))!r} is bound to a cell "
+                "but not declared in the document's paths"
+            )
         return routes, seeds
 
 

@@ -17,13 +17,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError, SettingsError
 from ..kernels.manager import Kernels
 from ..kernels.relay import RelayOptions
 from ..kernels.seed import Seed
 from ..paths import confine
 from ..settings import Settings
 from ..urls import PAGE, Owners, first_segment
-from ..errors import BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, PorticoError, SettingsError
 from ..web.jsonio import json_response
 from . import exchange, openapi, parse
 from .runner import KernelDied, KernelPool, Step, Worker
@@ -52,15 +52,18 @@ def mounts(settings: Settings) -> list[tuple[str, str]]:
             prefix, path = "/", entry
         prefix = "/" + prefix.strip().strip("/") + "/" if prefix.strip().strip("/") else "/"
         if any(p == prefix for p, _ in out):
-            raise SettingsError(f"option notebook: two notebooks mount at {prefix}; give each its own "
-                                "prefix, e.g. --notebook /shop=shop.ipynb,/stock=stock.ipynb")
+            raise SettingsError(
+                f"option notebook: two notebooks mount at {prefix}; give each its own "
+                "prefix, e.g. --notebook /shop=shop.ipynb,/stock=stock.ipynb"
+            )
         out.append((prefix, path.strip()))
     return out
 
 
 class Mount:
-    def __init__(self, settings: Settings, kernels: Kernels, prefix: str, file: str,
-                 installed: dict[str, str], owners: Owners) -> None:
+    def __init__(
+        self, settings: Settings, kernels: Kernels, prefix: str, file: str, installed: dict[str, str], owners: Owners
+    ) -> None:
         self.settings = settings
         self.kernels = kernels
         self.file = file
@@ -80,18 +83,26 @@ class Mount:
                 first = first_segment(route.path)
                 owner = owners.owner(first)
                 if owner == NOTEBOOK:  # shadowed by the notebook mounted there, as before: said, not refused
-                    log.warning("notebook %s: %s %s is not reachable: /%s/ is another notebook's prefix",
-                                file, route.verb, route.path, first)
+                    log.warning(
+                        "notebook %s: %s %s is not reachable: /%s/ is another notebook's prefix",
+                        file,
+                        route.verb,
+                        route.path,
+                        first,
+                    )
                 elif owner is not None:
                     hint = " (or turn the page off: --page false)" if owner == PAGE else ""
-                    raise SettingsError(f"notebook {file}: {route.verb} {route.path} collides with {owner} "
-                                        f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}{hint}")
+                    raise SettingsError(
+                        f"notebook {file}: {route.verb} {route.path} collides with {owner} "
+                        f"/{first} routes; mount the notebook under a prefix, e.g. --notebook /svc={file}{hint}"
+                    )
         self.version = Version(api, self._pool(api), self._stamp())
         self._watcher: asyncio.Task[None] | None = None
 
     def _load(self) -> parse.NotebookApi:
-        return parse.load(self.file, kernel_name=self.settings.notebook_kernel_name,
-                          installed=self.installed, prefixes=self.prefixes)
+        return parse.load(
+            self.file, kernel_name=self.settings.notebook_kernel_name, installed=self.installed, prefixes=self.prefixes
+        )
 
     def _stamp(self) -> tuple[int, int]:
         try:
@@ -116,9 +127,15 @@ class Mount:
             worker.close()
             await self.kernels.dispose(worker.kernel, reason)
 
-        return KernelPool(f"notebook {api.path.name}", launch, dispose, s.notebook_pool_min,
-                          max(s.notebook_pool_max, s.notebook_pool_min), s.notebook_queue_size,
-                          s.notebook_idle_timeout)
+        return KernelPool(
+            f"notebook {api.path.name}",
+            launch,
+            dispose,
+            s.notebook_pool_min,
+            max(s.notebook_pool_max, s.notebook_pool_min),
+            s.notebook_queue_size,
+            s.notebook_idle_timeout,
+        )
 
     def one_execution(self, api: parse.NotebookApi) -> bool:
         return api.language == "python" and self.settings.notebook_one_execution
@@ -130,8 +147,15 @@ class Mount:
         except PorticoError as e:
             raise SettingsError(f"notebook {self.file}: {e.message}") from None
         api = self.version.api
-        log.info("notebook %s: %d routes at %s (%s kernel, pool %d..%d)", self.file, len(api.routes),
-                 self.url_prefix, api.kernel_name, self.settings.notebook_pool_min, self.settings.notebook_pool_max)
+        log.info(
+            "notebook %s: %d routes at %s (%s kernel, pool %d..%d)",
+            self.file,
+            len(api.routes),
+            self.url_prefix,
+            api.kernel_name,
+            self.settings.notebook_pool_min,
+            self.settings.notebook_pool_max,
+        )
         if self.settings.reload:
             self._watcher = asyncio.create_task(self._watch())
 
@@ -164,8 +188,9 @@ class Mount:
         try:
             await pool.fill()
         except Exception as e:
-            log.error("reload of notebook %s: %s; still serving the previous version", self.file,
-                      getattr(e, "message", e))
+            log.error(
+                "reload of notebook %s: %s; still serving the previous version", self.file, getattr(e, "message", e)
+            )
             old.stamp = stamp
             await pool.close()
             return
@@ -191,8 +216,11 @@ class Mount:
 
     async def source(self, request: web.Request) -> web.Response:
         api = self.version.api
-        return web.Response(body=api.source, content_type="application/x-ipynb+json",
-                            headers={"Content-Disposition": f'attachment; filename="{api.path.name}"'})
+        return web.Response(
+            body=api.source,
+            content_type="application/x-ipynb+json",
+            headers={"Content-Disposition": f'attachment; filename="{api.path.name}"'},
+        )
 
     def match(self, version: Version, method: str, raw_path: str) -> tuple[parse.Route, dict[str, str]]:
         allowed: list[str] = []
@@ -204,17 +232,24 @@ class Mount:
                 return route, {k: unquote(v) for k, v in m.groupdict().items()}
             allowed.append(route.verb)
         if allowed:
-            raise MethodNotAllowed(f"{raw_path} takes {', '.join(dict.fromkeys(allowed))}, not {method}.",
-                                   headers={"Allow": ", ".join(dict.fromkeys(allowed))})
+            raise MethodNotAllowed(
+                f"{raw_path} takes {', '.join(dict.fromkeys(allowed))}, not {method}.",
+                headers={"Allow": ", ".join(dict.fromkeys(allowed))},
+            )
         raise NotFound(f"No endpoint of notebook {version.api.path.name} matches {raw_path}.")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         version = self.version
-        raw_path = "/" + request.rel_url.raw_path[len(self.url_prefix):]
+        raw_path = "/" + request.rel_url.raw_path[len(self.url_prefix) :]
         route, params = self.match(version, request.method, raw_path)
         bundle = await exchange.request_bundle(request, params, self.settings.token)
         if self.one_execution(version.api):
-            steps = [Step(exchange.python_step_code(route.code, bundle), expressions=exchange.python_expressions(route.response_code))]
+            steps = [
+                Step(
+                    exchange.python_step_code(route.code, bundle),
+                    expressions=exchange.python_expressions(route.response_code),
+                )
+            ]
         else:  # any language: set REQUEST, run the cell, run ResponseInfo; sent at once, run in order
             steps = [Step(exchange.request_code(bundle, version.api.language), silent=True), Step(route.code)]
             if route.response_code is not None:
@@ -229,8 +264,10 @@ class Mount:
         except TimeoutError:
             if not run.finished.done():
                 pool.abandon(worker, run, self.settings.notebook_interrupt_grace)
-                raise GatewayTimeout(f"{where} ran over its {timeout:g} s timeout (option notebook_timeout, or "
-                                     "timeout= in the annotation); its kernel was interrupted.") from None
+                raise GatewayTimeout(
+                    f"{where} ran over its {timeout:g} s timeout (option notebook_timeout, or "
+                    "timeout= in the annotation); its kernel was interrupted."
+                ) from None
         except KernelDied:
             pool.release(worker)  # ended, and replaced
             raise BadGateway(f"The kernel serving {where} died; it is being replaced.", "Kernel Died") from None
@@ -264,8 +301,10 @@ class NotebookApis:
         installed = {name: str(s["spec"].get("language", "")) for name, s in specs.items()}
         entries = mounts(settings)
         # longest prefixes first: a root mount's catch-all must not shadow the others
-        self.mounts = [Mount(settings, kernels, prefix, file, installed, owners)
-                       for prefix, file in sorted(entries, key=lambda e: -len(e[0]))]
+        self.mounts = [
+            Mount(settings, kernels, prefix, file, installed, owners)
+            for prefix, file in sorted(entries, key=lambda e: -len(e[0]))
+        ]
         self.public_dir = settings.notebook_public_dir
         self.base_url = settings.base_url
         if self.public_dir and not Path(self.public_dir).is_dir():

@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 import zmq
 
+from ..errors import Unavailable
 from ..kernels import wire
 from ..kernels.manager import Kernel
-from ..errors import Unavailable
 from .exchange import Outputs
 
 log = logging.getLogger("portico")
@@ -84,8 +84,11 @@ class Run:
             self._check()
 
     def _check(self) -> None:
-        if len(self.replies) == len(self.ids) and not self.finished.done() and all(
-                i in self.idle or self.replies[i] == "aborted" for i in self.ids):
+        if (
+            len(self.replies) == len(self.ids)
+            and not self.finished.done()
+            and all(i in self.idle or self.replies[i] == "aborted" for i in self.ids)
+        ):
             self.finished.set_result(None)
             self._on_done(self)
 
@@ -117,9 +120,20 @@ class Worker:
     def start(self, steps: list[Step]) -> Run:
         """Send the steps; the kernel runs them in order. Await the run's finished future,
         which fails with KernelDied if the kernel dies first."""
-        requests = [wire.build("execute_request", {
-            "code": step.code, "silent": step.silent, "store_history": False, "user_expressions": step.expressions,
-            "allow_stdin": False, "stop_on_error": True}) for step in steps]
+        requests = [
+            wire.build(
+                "execute_request",
+                {
+                    "code": step.code,
+                    "silent": step.silent,
+                    "store_history": False,
+                    "user_expressions": step.expressions,
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            )
+            for step in steps
+        ]
         run = self.run = Run([r.header["msg_id"] for r in requests], self._done)
         if self.died:
             run.fail(KernelDied("the kernel had died"))
@@ -184,9 +198,16 @@ class Job:
 class KernelPool:
     """Workers for one version of one notebook."""
 
-    def __init__(self, name: str, launch: Callable[[], Awaitable[Worker]],
-                 dispose: Callable[[Worker, str], Coroutine[Any, Any, None]],
-                 minimum: int, maximum: int, queue_size: int, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        launch: Callable[[], Awaitable[Worker]],
+        dispose: Callable[[Worker, str], Coroutine[Any, Any, None]],
+        minimum: int,
+        maximum: int,
+        queue_size: int,
+        idle_timeout: float,
+    ) -> None:
         self.name = name
         self.launch = launch
         self.dispose = dispose
@@ -216,8 +237,12 @@ class KernelPool:
         self._shrinker = asyncio.create_task(self._shrink_loop())
 
     def counts(self) -> dict[str, int]:
-        return {"kernels": len(self.workers), "idle": len(self.idle), "starting": self.starting,
-                "queued": len(self.waiters)}
+        return {
+            "kernels": len(self.workers),
+            "idle": len(self.idle),
+            "starting": self.starting,
+            "queued": len(self.waiters),
+        }
 
     async def start(self, steps: list[Step]) -> tuple[Worker, Run]:
         """A worker running the steps: at once if one is idle, else after a wait in the queue."""
@@ -227,9 +252,12 @@ class KernelPool:
                 return worker, worker.start(steps)
             self._discard(worker, "died while idle")
         if len(self.waiters) >= self.queue_size:
-            raise Unavailable(f"All {len(self.workers)} kernels of {self.name} are busy and {len(self.waiters)} "
-                              "requests are queued (notebook_pool_max, notebook_queue_size); try again shortly.",
-                              "Queue Full", headers={"Retry-After": RETRY_AFTER})
+            raise Unavailable(
+                f"All {len(self.workers)} kernels of {self.name} are busy and {len(self.waiters)} "
+                "requests are queued (notebook_pool_max, notebook_queue_size); try again shortly.",
+                "Queue Full",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         job = Job(steps, asyncio.get_running_loop().create_future())
         self.waiters.append(job)
         self._grow()
@@ -272,7 +300,9 @@ class KernelPool:
             if not worker.died:
                 await worker.interrupt()
             if not await worker.settle(run, grace):
-                log.warning("%s: a kernel did not come back within %g s of an interrupt; replacing it", self.name, grace)
+                log.warning(
+                    "%s: a kernel did not come back within %g s of an interrupt; replacing it", self.name, grace
+                )
                 worker.retired = True
         except Exception as e:
             if not self.closing:  # at shutdown the run is failed on purpose: nothing to report
@@ -311,8 +341,9 @@ class KernelPool:
         workers = list(self.workers)
         self.workers.clear()
         self.idle.clear()
-        await asyncio.gather(*(self.dispose(w, "shut down with the server") for w in workers), *self._disposals,
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self.dispose(w, "shut down with the server") for w in workers), *self._disposals, return_exceptions=True
+        )
 
     # growing and shrinking ---------------------------------------------------------------
     def _grow(self) -> None:
@@ -337,8 +368,13 @@ class KernelPool:
                 while self.waiters:
                     job = self.waiters.popleft()
                     if not job.started.done():
-                        job.started.set_exception(Unavailable(f"No kernel could be started for {self.name}: {message}",
-                                                         "Kernel Failed", headers={"Retry-After": RETRY_AFTER}))
+                        job.started.set_exception(
+                            Unavailable(
+                                f"No kernel could be started for {self.name}: {message}",
+                                "Kernel Failed",
+                                headers={"Retry-After": RETRY_AFTER},
+                            )
+                        )
             return
         self.starting -= 1
         self._adopt(worker)

@@ -19,18 +19,24 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import __version__
+from ..errors import NotFound
 from ..paths import confine
 from ..settings import Settings
 from ..web.auth import Guard
-from ..errors import NotFound
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS = ("app.js", "app.css")
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-       "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
-       "frame-ancestors 'self'")
-PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-                "Referrer-Policy": "same-origin"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _asset_version() -> str:
@@ -55,7 +61,8 @@ LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Portico: log in</title><link rel="icon" href="data:,">
 <style>
-body {{ font: 15px/1.5 system-ui, sans-serif; display: grid; place-items: center; min-height: 90vh; margin: 0; color: #1d2330; }}
+body {{ font: 15px/1.5 system-ui, sans-serif; display: grid; place-items: center; min-height: 90vh; margin: 0;
+       color: #1d2330; }}
 form {{ border: 1px solid #ccd; border-radius: 8px; padding: 1.5rem 2rem; max-width: 26rem; }}
 h1 {{ font-size: 1.3rem; margin: 0 0 .5rem; }}
 input {{ font: inherit; width: 100%; box-sizing: border-box; padding: .4rem; margin: .3rem 0 1rem; }}
@@ -64,7 +71,8 @@ button {{ font: inherit; padding: .4rem 1.2rem; }}
 </style></head>
 <body><main><form method="post" action="{action}">
 <h1>Portico</h1>
-<p>This server needs its token. Portico printed a URL with the token when it started; open that URL, or paste the token here.</p>
+<p>This server needs its token. Portico printed a URL with the token when it started; open that URL,
+or paste the token here.</p>
 {error}<label for="token">Token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
 <input type="hidden" name="next" value="{next}">
@@ -108,11 +116,23 @@ class PageRoutes:
             self.guard.set_login_cookies(request, response)
             return response
         if not self.version:
-            return web.Response(status=503, content_type="text/html", headers=PAGE_HEADERS, text=(
-                "<!doctype html><title>Portico</title><p>The page's assets are not built: run <code>scripts/setup</code> "
-                "(or <code>scripts/build-page</code>) in Portico's checkout.</p>"))
-        config = {**config, "baseUrl": self.settings.base_url, "version": __version__,
-                  "auth": "none" if self.settings.disable_auth else "cookie", "autosave": self.settings.autosave_interval}
+            return web.Response(
+                status=503,
+                content_type="text/html",
+                headers=PAGE_HEADERS,
+                text=(
+                    "<!doctype html><title>Portico</title><p>The page's assets are not built: run "
+                    "<code>scripts/setup</code> "
+                    "(or <code>scripts/build-page</code>) in Portico's checkout.</p>"
+                ),
+            )
+        config = {
+            **config,
+            "baseUrl": self.settings.base_url,
+            "version": __version__,
+            "auth": "none" if self.settings.disable_auth else "cookie",
+            "autosave": self.settings.autosave_interval,
+        }
         v = self.version
         body = (
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -121,7 +141,8 @@ class PageRoutes:
             f'<link rel="stylesheet" href="{self.static_url}app.css?v={v}">'
             f'<script id="portico-config" type="application/json">{_script_json(config)}</script>'
             f'</head><body><div id="app"></div><script type="module" src="{self.static_url}app.js?v={v}"></script>'
-            '</body></html>\n')
+            "</body></html>\n"
+        )
         response = web.Response(text=body, content_type="text/html", headers=PAGE_HEADERS)
         if not self.settings.disable_auth:
             self.guard.set_login_cookies(request, response)  # renews the _xsrf cookie if the browser lost it
@@ -135,8 +156,11 @@ class PageRoutes:
         return target
 
     def _login_page(self, next_url: str, error: str = "", status: int = 200) -> web.Response:
-        text = LOGIN_PAGE.format(action=html.escape(self.settings.base_url + "login"), next=html.escape(next_url),
-                                 error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "")
+        text = LOGIN_PAGE.format(
+            action=html.escape(self.settings.base_url + "login"),
+            next=html.escape(next_url),
+            error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
+        )
         return web.Response(text=text, status=status, content_type="text/html", headers=PAGE_HEADERS)
 
     async def login_form(self, request: web.Request) -> web.Response:

@@ -22,18 +22,31 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from ..settings import Settings
 from ..errors import SettingsError
+from ..settings import Settings
 
 log = logging.getLogger("portico")
 
 ENTRY_POINT_GROUP = "jupyter_serverproxy_servers"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 OPTIONS = {
-    "command", "environment", "timeout", "absolute_url", "port", "unix_socket", "mappath", "launcher_entry",
-    "new_browser_tab", "request_headers_override", "rewrite_response", "update_last_activity",
-    "exclude_last_activity_patterns", "raw_socket_proxy", "progressive",
-    "autostart", "probe_path",  # Portico's: start with Portico; the readiness probe's path
+    "command",
+    "environment",
+    "timeout",
+    "absolute_url",
+    "port",
+    "unix_socket",
+    "mappath",
+    "launcher_entry",
+    "new_browser_tab",
+    "request_headers_override",
+    "rewrite_response",
+    "update_last_activity",
+    "exclude_last_activity_patterns",
+    "raw_socket_proxy",
+    "progressive",
+    "autostart",
+    "probe_path",  # Portico's: start with Portico; the readiness probe's path
 }
 LAUNCHER_OPTIONS = {"enabled", "icon_path", "title", "path_info", "category"}
 
@@ -109,10 +122,16 @@ def make_spec(name: str, options: Any, source: str, unknown: str) -> ServerSpec:
             mappath=_mapping_or_callable(o.get("mappath", {}), "mappath"),
             launcher=_launcher(o.get("launcher_entry", {}), name),
             new_browser_tab=_bool(o.get("new_browser_tab", True), "new_browser_tab"),
-            request_headers_override=_mapping_or_callable(o.get("request_headers_override", {}), "request_headers_override"),
+            request_headers_override=_mapping_or_callable(
+                o.get("request_headers_override", {}), "request_headers_override"
+            ),
             rewrite_response=_callables(o.get("rewrite_response", ())),
-            update_last_activity=o["update_last_activity"] if callable(o.get("update_last_activity")) else _bool(o.get("update_last_activity", True), "update_last_activity"),
-            exclude_last_activity_patterns=tuple(_strings(o.get("exclude_last_activity_patterns", []), "exclude_last_activity_patterns")),
+            update_last_activity=o["update_last_activity"]
+            if callable(o.get("update_last_activity"))
+            else _bool(o.get("update_last_activity", True), "update_last_activity"),
+            exclude_last_activity_patterns=tuple(
+                _strings(o.get("exclude_last_activity_patterns", []), "exclude_last_activity_patterns")
+            ),
             raw_socket_proxy=_bool(o.get("raw_socket_proxy", False), "raw_socket_proxy"),
             autostart=_bool(o.get("autostart", False), "autostart"),
             probe_path="/" + str(o.get("probe_path", "/")).lstrip("/"),
@@ -183,9 +202,13 @@ def _launcher(value: Any, name: str) -> Launcher:
     extra = set(value) - LAUNCHER_OPTIONS
     if extra:
         raise ValueError(f"launcher_entry has unknown key {sorted(extra)[0]!r}")
-    return Launcher(enabled=bool(value.get("enabled", True)), icon_path=str(value.get("icon_path", "")),
-                    title=str(value.get("title", name)), path_info=str(value.get("path_info", name + "/")),
-                    category=str(value.get("category", "Notebook")))
+    return Launcher(
+        enabled=bool(value.get("enabled", True)),
+        icon_path=str(value.get("icon_path", "")),
+        title=str(value.get("title", name)),
+        path_info=str(value.get("path_info", name + "/")),
+        category=str(value.get("category", "Notebook")),
+    )
 
 
 # sources ---------------------------------------------------------------------------------
@@ -227,8 +250,9 @@ def load(settings: Settings) -> ProxyConfig:
                 servers[ep.name] = make_spec(ep.name, ep.load()(), f"entry point {ep.value}", "warn")
             except Exception as e:  # anything a third-party package does on import or call
                 error = f"{type(e).__name__}: {e}"
-                log.warning("proxy plugin %r (entry point %s) failed to load and is not served: %s",
-                            ep.name, ep.value, error)
+                log.warning(
+                    "proxy plugin %r (entry point %s) failed to load and is not served: %s", ep.name, ep.value, error
+                )
                 broken.append(BrokenPlugin(ep.name, ep.value, error))
     host_allowlist: list[str] | Callable[..., bool] = list(settings.proxy_host_allowlist)
     rewrites: tuple[Callable[..., Any], ...] = ()

@@ -28,8 +28,18 @@ from .supervisor import Backend
 
 log = logging.getLogger("portico")
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+}
 PORTICO_COOKIE_PREFIX = "portico"  # the browser page's cookies (login, XSRF) are Portico's own
 LEAN_METHODS = {"GET", "DELETE", "OPTIONS"}
 READ_BUFFER = 4 << 20  # a backend connection's read buffer: fewer, larger reads
@@ -76,9 +86,13 @@ class Forwarder:
         if session is None or session.closed:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=None)
             session = self._sessions[backend] = aiohttp.ClientSession(
-                connector=backend.connector(), timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                connector=backend.connector(),
+                timeout=timeout,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 read_bufsize=READ_BUFFER,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
         return session
 
     async def close(self) -> None:
@@ -124,8 +138,13 @@ class Forwarder:
     # the request -------------------------------------------------------------------------
     def leanable(self, request: web.Request, target: Target) -> bool:
         """The lean client's case: no body, not HEAD (its response has none to parse), no upgrade."""
-        return (self.lean is not None and not request.body_exists and request.method in LEAN_METHODS
-                and not target.rewrites and hdrs.EXPECT not in request.headers)
+        return (
+            self.lean is not None
+            and not request.body_exists
+            and request.method in LEAN_METHODS
+            and not target.rewrites
+            and hdrs.EXPECT not in request.headers
+        )
 
     async def forward(self, request: web.Request, target: Target) -> web.StreamResponse:
         if self.leanable(request, target):
@@ -146,30 +165,37 @@ class Forwarder:
             try:
                 conn = await self.lean.connection(target.backend)
             except TimeoutError:
-                raise GatewayTimeout(f"{target.name} at {target.backend.label}: connecting took over "
-                                     f"{self.connect_timeout:g} s (option proxy_connect_timeout).") from None
+                raise GatewayTimeout(
+                    f"{target.name} at {target.backend.label}: connecting took over "
+                    f"{self.connect_timeout:g} s (option proxy_connect_timeout)."
+                ) from None
             except OSError as e:
-                raise BadGateway(f"{target.name} at {target.backend.label} refused the connection: {e}.",
-                                 "Backend Unreachable") from None
+                raise BadGateway(
+                    f"{target.name} at {target.backend.label} refused the connection: {e}.", "Backend Unreachable"
+                ) from None
             try:
                 async with asyncio.timeout(self.response_timeout):
                     await conn.send(head)
                 break
             except TimeoutError:
                 conn.close()
-                raise GatewayTimeout(f"{target.name} at {target.backend.label} did not answer within "
-                                     f"{self.response_timeout:g} s (option proxy_response_timeout).") from None
+                raise GatewayTimeout(
+                    f"{target.name} at {target.backend.label} did not answer within "
+                    f"{self.response_timeout:g} s (option proxy_response_timeout)."
+                ) from None
             except ConnectionError as e:
                 conn.close()
                 if attempt == 2 or not conn.reused:
-                    raise BadGateway(f"{target.name} at {target.backend.label} failed: {str(e)[:300]}.",
-                                     "Backend Failed") from None
+                    raise BadGateway(
+                        f"{target.name} at {target.backend.label} failed: {str(e)[:300]}.", "Backend Failed"
+                    ) from None
             except BaseException:  # cancelled (shutdown): the connection is in an unknown state
                 conn.close()
                 raise
         try:
-            relayed = relayed_headers(((k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers),
-                                      target, request.host)
+            relayed = relayed_headers(
+                ((k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers), target, request.host
+            )
             status, reason = conn.status, conn.reason or None
             if conn.complete:  # small: all here already
                 body = b"".join(conn.chunks)
@@ -180,8 +206,13 @@ class Forwarder:
                 response.enable_chunked_encoding()
             client = request.transport
             writer = await response.prepare(request)
-            if (isinstance(writer, StreamWriter) and client is not None and conn.length is not None
-                    and client.get_extra_info("sslcontext") is None and not client.is_closing()):
+            if (
+                isinstance(writer, StreamWriter)
+                and client is not None
+                and conn.length is not None
+                and client.get_extra_info("sslcontext") is None
+                and not client.is_closing()
+            ):
                 writer.send_headers()
                 relay = conn.relay(client)
                 if relay is not None:
@@ -224,34 +255,50 @@ class Forwarder:
         session = self.session(target.backend)
         try:
             async with asyncio.timeout(self.response_timeout):  # the connect timeout is aiohttp's own
-                upstream = await session.request(request.method, url, headers=headers, data=body,
-                                                 allow_redirects=False, compress=None)
+                upstream = await session.request(
+                    request.method, url, headers=headers, data=body, allow_redirects=False, compress=None
+                )
         except TimeoutError:
-            raise GatewayTimeout(f"{target.name} at {target.backend.label} did not answer within "
-                                 f"{self.response_timeout:g} s (option proxy_response_timeout).") from None
+            raise GatewayTimeout(
+                f"{target.name} at {target.backend.label} did not answer within "
+                f"{self.response_timeout:g} s (option proxy_response_timeout)."
+            ) from None
         except aiohttp.ClientConnectorError as e:
-            raise BadGateway(f"{target.name} at {target.backend.label} refused the connection: {e.os_error}.",
-                             "Backend Unreachable") from None
+            raise BadGateway(
+                f"{target.name} at {target.backend.label} refused the connection: {e.os_error}.", "Backend Unreachable"
+            ) from None
         except aiohttp.ServerTimeoutError:
-            raise GatewayTimeout(f"{target.name} at {target.backend.label}: connecting took over "
-                                 f"{self.connect_timeout:g} s (option proxy_connect_timeout).") from None
+            raise GatewayTimeout(
+                f"{target.name} at {target.backend.label}: connecting took over "
+                f"{self.connect_timeout:g} s (option proxy_connect_timeout)."
+            ) from None
         except aiohttp.ClientError as e:
-            raise BadGateway(f"{target.name} at {target.backend.label} failed: {type(e).__name__}: {str(e)[:300]}.",
-                             "Backend Failed") from None
+            raise BadGateway(
+                f"{target.name} at {target.backend.label} failed: {type(e).__name__}: {str(e)[:300]}.", "Backend Failed"
+            ) from None
         try:
             if target.rewrites:
                 return await self._rewritten(request, upstream, target)
             length = upstream.content_length
             if length is not None and length <= SMALL_BODY and request.method != "HEAD":
-                return web.Response(status=upstream.status, reason=upstream.reason, body=await upstream.read(),
-                                    headers=self.response_headers(upstream, target, request.host))
+                return web.Response(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    body=await upstream.read(),
+                    headers=self.response_headers(upstream, target, request.host),
+                )
             return await self._streamed(request, upstream, target)
         finally:
             upstream.release()
 
-    async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                      headers=self.response_headers(upstream, target, request.host))
+    async def _streamed(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=self.response_headers(upstream, target, request.host),
+        )
         bodiless = request.method == "HEAD" or upstream.status in (204, 304) or upstream.status < 200
         if upstream.headers.get(hdrs.CONTENT_LENGTH) is None and not bodiless:
             response.enable_chunked_encoding()
@@ -270,16 +317,29 @@ class Forwarder:
 
     async def _rewritten(self, request: web.Request, upstream: aiohttp.ClientResponse, target: Target) -> web.Response:
         body = await upstream.read()
-        rewritable = RewritableResponse(body, self.response_headers(upstream, target, request.host), upstream.status,
-                                        upstream.reason or "", upstream)
+        rewritable = RewritableResponse(
+            body,
+            self.response_headers(upstream, target, request.host),
+            upstream.status,
+            upstream.reason or "",
+            upstream,
+        )
         for rewrite in target.rewrites:
-            changed = call_with(rewrite, response=rewritable, request=request, orig_response=upstream,
-                                host=target.backend.host, port=target.backend.port, path=target.path)
+            changed = call_with(
+                rewrite,
+                response=rewritable,
+                request=request,
+                orig_response=upstream,
+                host=target.backend.host,
+                port=target.backend.port,
+                path=target.path,
+            )
             if isinstance(changed, RewritableResponse):
                 rewritable = changed
         headers = CIMultiDict((k, v) for k, v in rewritable.headers.items() if k.lower() != "content-length")
-        return web.Response(status=rewritable.code, reason=rewritable.reason or None, body=rewritable.body,
-                            headers=headers)
+        return web.Response(
+            status=rewritable.code, reason=rewritable.reason or None, body=rewritable.body, headers=headers
+        )
 
 
 def relayed_headers(pairs: Iterable[tuple[str, str]], target: Target, host: str) -> CIMultiDict[str]:
@@ -298,8 +358,11 @@ def relayed_headers(pairs: Iterable[tuple[str, str]], target: Target, host: str)
 
 
 def strip_portico_cookies(header: str) -> str:
-    kept = [part.strip() for part in header.split(";")
-            if part.strip() and not part.strip().lower().startswith(PORTICO_COOKIE_PREFIX)]
+    kept = [
+        part.strip()
+        for part in header.split(";")
+        if part.strip() and not part.strip().lower().startswith(PORTICO_COOKIE_PREFIX)
+    ]
     return "; ".join(kept)
 
 

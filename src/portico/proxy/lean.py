@@ -192,7 +192,7 @@ class BodyRelay(asyncio.BufferedProtocol):
 
     # asyncio.BufferedProtocol (the backend's transport)
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view[:min(len(self.buffer), self.remaining)]
+        return self.view[: min(len(self.buffer), self.remaining)]
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.client.is_closing():
@@ -211,8 +211,10 @@ class BodyRelay(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.remaining:
-            self.fail(exc or ConnectionError(f"the backend closed the connection {self.remaining} bytes "
-                                             "before the body's end"))
+            self.fail(
+                exc
+                or ConnectionError(f"the backend closed the connection {self.remaining} bytes before the body's end")
+            )
         self.conn.connection_lost(exc)
 
     # the client's transport, through ClientSide
@@ -295,11 +297,13 @@ class LeanPool:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
             if backend.unix_socket:
-                _, protocol = await loop.create_unix_connection(lambda: BackendResponse(self, backend),
-                                                                backend.unix_socket)
+                _, protocol = await loop.create_unix_connection(
+                    lambda: BackendResponse(self, backend), backend.unix_socket
+                )
             else:
-                _, protocol = await loop.create_connection(lambda: BackendResponse(self, backend),
-                                                           backend.host, backend.port)
+                _, protocol = await loop.create_connection(
+                    lambda: BackendResponse(self, backend), backend.host, backend.port
+                )
         return protocol
 
     def release(self, conn: BackendResponse) -> None:

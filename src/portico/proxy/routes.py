@@ -26,9 +26,9 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from ..errors import Forbidden, NotFound, SettingsError
 from ..settings import Settings
 from ..urls import PROXIED, Owners
-from ..errors import Forbidden, NotFound, SettingsError
 from ..web.jsonio import json_response
 from . import config, websocket
 from .config import BrokenPlugin, ProxyConfig, ServerSpec, call_with
@@ -36,7 +36,6 @@ from .http import Forwarder, Target
 from .supervisor import Backend, Process
 
 log = logging.getLogger("portico")
-
 
 
 class ProxyRoutes:
@@ -55,8 +54,9 @@ class ProxyRoutes:
                 self.config.broken += (BrokenPlugin(name, spec.source.removeprefix("entry point "), problem),)
         self.processes = {name: Process(spec, settings) for name, spec in self.config.servers.items()}
         self.forwarder = Forwarder(settings.token, settings.proxy_connect_timeout, settings.proxy_response_timeout)
-        self.icons = {name: Path(spec.launcher.icon_path) for name, spec in self.config.servers.items()
-                      if spec.launcher.icon_path}
+        self.icons = {
+            name: Path(spec.launcher.icon_path) for name, spec in self.config.servers.items() if spec.launcher.icon_path
+        }
 
     @property
     def xsrf_exempt_prefixes(self) -> tuple[str, ...]:
@@ -90,7 +90,7 @@ class ProxyRoutes:
         """The servers with autostart; one that fails is logged, not fatal."""
         autostart = [p for p in self.processes.values() if p.spec.autostart and p.spec.runs_process]
         results = await asyncio.gather(*(p.ensure() for p in autostart), return_exceptions=True)
-        for process, result in zip(autostart, results):
+        for process, result in zip(autostart, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("server %s did not start: %s", process.spec.name, getattr(result, "message", result))
 
@@ -110,11 +110,13 @@ class ProxyRoutes:
 
     # proxying ----------------------------------------------------------------------------
     async def redirect(self, request: web.Request) -> web.StreamResponse:
-        location = request.path + "/" + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
+        location = (
+            request.path + "/" + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
+        )
         raise web.HTTPFound(location)
 
     async def named(self, request: web.Request) -> web.StreamResponse:
-        name = request.path[len(self.settings.base_url):].split("/", 1)[0]
+        name = request.path[len(self.settings.base_url) :].split("/", 1)[0]
         process = self.processes[name]
         spec = process.spec
         backend = await process.ensure()
@@ -122,10 +124,14 @@ class ProxyRoutes:
         context = self.settings.base_url + name
         path = request.rel_url.raw_path if spec.absolute_url else _raw_tail(request, context)
         path = self._mapped(spec, path)
-        override = call_with(spec.request_headers_override, **process.template_values()) \
-            if callable(spec.request_headers_override) else spec.request_headers_override
-        target = Target(backend, path, context, f"server {name}", dict(override or {}),
-                        spec.rewrite_response, spec.absolute_url)
+        override = (
+            call_with(spec.request_headers_override, **process.template_values())
+            if callable(spec.request_headers_override)
+            else spec.request_headers_override
+        )
+        target = Target(
+            backend, path, context, f"server {name}", dict(override or {}), spec.rewrite_response, spec.absolute_url
+        )
         if spec.raw_socket_proxy:
             return await websocket.raw_socket(request, target)
         if websocket.wants_websocket(request):
@@ -139,8 +145,14 @@ class ProxyRoutes:
 
     async def absolute_port(self, request: web.Request) -> web.StreamResponse:
         port = _port(request)
-        return await self._arbitrary(request, "127.0.0.1", port, request.rel_url.raw_path,
-                                     f"{self.settings.base_url}proxy/absolute/{port}", absolute=True)
+        return await self._arbitrary(
+            request,
+            "127.0.0.1",
+            port,
+            request.rel_url.raw_path,
+            f"{self.settings.base_url}proxy/absolute/{port}",
+            absolute=True,
+        )
 
     async def host_port(self, request: web.Request) -> web.StreamResponse:
         host, port = request.match_info["host"], _port(request)
@@ -149,10 +161,17 @@ class ProxyRoutes:
         context = f"{self.settings.base_url}proxy/{host}:{port}"
         return await self._arbitrary(request, host.strip("[]"), port, _raw_tail(request, context), context)
 
-    async def _arbitrary(self, request: web.Request, host: str, port: int, path: str, context: str,
-                         absolute: bool = False) -> web.StreamResponse:
-        target = Target(Backend(host=host, port=port), path, context, f"port {port}",
-                        rewrites=self.config.non_service_rewrite_response, absolute_url=absolute)
+    async def _arbitrary(
+        self, request: web.Request, host: str, port: int, path: str, context: str, absolute: bool = False
+    ) -> web.StreamResponse:
+        target = Target(
+            Backend(host=host, port=port),
+            path,
+            context,
+            f"port {port}",
+            rewrites=self.config.non_service_rewrite_response,
+            absolute_url=absolute,
+        )
         if websocket.wants_websocket(request):
             return await websocket.forward(self.forwarder, request, target)
         return await self.forwarder.forward(request, target)
@@ -175,13 +194,18 @@ class ProxyRoutes:
     def _mapped(self, spec: ServerSpec, path: str) -> str:
         """mappath works on decoded paths, as in jupyter-server-proxy; an unchanged path stays as sent."""
         decoded = unquote(path)
-        mapped = str(call_with(spec.mappath, path=decoded)) if callable(spec.mappath) else spec.mappath.get(decoded, decoded)
+        mapped = (
+            str(call_with(spec.mappath, path=decoded)) if callable(spec.mappath) else spec.mappath.get(decoded, decoded)
+        )
         return path if mapped == decoded else quote(mapped, safe="/:@!$&'()*+,;=-._~%")
 
     def _touch(self, process: Process, request: web.Request) -> None:
         spec = process.spec
-        update = call_with(spec.update_last_activity, request=request) if callable(spec.update_last_activity) \
+        update = (
+            call_with(spec.update_last_activity, request=request)
+            if callable(spec.update_last_activity)
             else spec.update_last_activity
+        )
         if update and not any(re.search(p, request.path) for p in spec.exclude_last_activity_patterns):
             process.last_activity = time.time()
 
@@ -192,8 +216,12 @@ class ProxyRoutes:
             launcher = process.spec.launcher
             entry: dict[str, Any] = {
                 "name": name,
-                "launcher_entry": {"enabled": launcher.enabled, "title": launcher.title,
-                                   "path_info": launcher.path_info, "category": launcher.category},
+                "launcher_entry": {
+                    "enabled": launcher.enabled,
+                    "title": launcher.title,
+                    "path_info": launcher.path_info,
+                    "category": launcher.category,
+                },
                 "new_browser_tab": process.spec.new_browser_tab,
                 **{k: v for k, v in process.info().items() if k != "name"},
             }
@@ -212,7 +240,9 @@ class ProxyRoutes:
     def _process(self, request: web.Request) -> Process:
         process = self.processes.get(request.match_info["name"])
         if process is None:
-            raise NotFound(f"No such server: {request.match_info['name']}; known: {', '.join(self.processes) or 'none'}.")
+            raise NotFound(
+                f"No such server: {request.match_info['name']}; known: {', '.join(self.processes) or 'none'}."
+            )
         return process
 
     async def list_servers(self, request: web.Request) -> web.Response:
@@ -245,4 +275,4 @@ def _port(request: web.Request) -> int:
 
 def _raw_tail(request: web.Request, prefix: str) -> str:
     """The request's path after prefix, as the client encoded it (never decoded and re-encoded)."""
-    return request.rel_url.raw_path[len(prefix):] or "/"
+    return request.rel_url.raw_path[len(prefix) :] or "/"

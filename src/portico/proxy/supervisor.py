@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 
 from ..environment import inherited, without_secrets
-from ..settings import Settings
 from ..errors import BadGateway, GatewayTimeout
+from ..settings import Settings
 from .config import ServerSpec, call_with
 
 log = logging.getLogger("portico")
@@ -100,9 +100,16 @@ class Process:
     # what the API shows --------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         uptime = time.time() - self.started_at if self.started_at and self.state == "running" else None
-        return {"name": self.spec.name, "state": self.state, "pid": self.pid, "uptime": uptime,
-                "restarts": self.restarts, "exit_code": self.exit_code, "backend": self.backend.label,
-                "last_activity": self.last_activity}
+        return {
+            "name": self.spec.name,
+            "state": self.state,
+            "pid": self.pid,
+            "uptime": uptime,
+            "restarts": self.restarts,
+            "exit_code": self.exit_code,
+            "backend": self.backend.label,
+            "last_activity": self.last_activity,
+        }
 
     # starting ------------------------------------------------------------------------
     async def ensure(self) -> Backend:
@@ -114,15 +121,18 @@ class Process:
                 return self.backend
             wait = self.not_before - time.monotonic()
             if wait > 0:
-                raise BadGateway(f"Server {self.spec.name} exited {self.failures} times within "
-                                 f"{self.settings.proxy_restart_min_uptime:g} s of starting; next start in {wait:.1f} s."
-                                 f"{self._last_words()}", "Server Crashing", headers={"Retry-After": str(int(wait) + 1)})
+                raise BadGateway(
+                    f"Server {self.spec.name} exited {self.failures} times within "
+                    f"{self.settings.proxy_restart_min_uptime:g} s of starting; next start in {wait:.1f} s."
+                    f"{self._last_words()}",
+                    "Server Crashing",
+                    headers={"Retry-After": str(int(wait) + 1)},
+                )
             await self._start()
             return self.backend
 
     def template_values(self) -> dict[str, Any]:
-        return {"port": self.backend.port, "unix_socket": self.backend.unix_socket,
-                "base_url": self.settings.base_url}
+        return {"port": self.backend.port, "unix_socket": self.backend.unix_socket, "base_url": self.settings.base_url}
 
     def _command(self) -> list[str]:
         spec, values = self.spec, self.template_values()
@@ -153,8 +163,14 @@ class Process:
         try:
             command = self._command()
             self._proc = await asyncio.create_subprocess_exec(
-                *command, env=self._environment(), cwd=self.settings.root_dir, start_new_session=True,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                *command,
+                env=self._environment(),
+                cwd=self.settings.root_dir,
+                start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
         except (OSError, KeyError, IndexError, ValueError) as e:
             self.state, self.exit_code = "failed", None
             raise BadGateway(f"Server {name} could not be started: {type(e).__name__}: {e}", "Server Failed") from None
@@ -162,9 +178,11 @@ class Process:
             self.restarts += 1
         self.pid, self.started_at, self.state, self.exit_code = self._proc.pid, time.time(), "starting", None
         log.info("server %s started (pid %d): %s", name, self._proc.pid, " ".join(command))
-        self._tasks = [asyncio.create_task(self._read(self._proc.stdout, self.stdout, "stdout")),
-                       asyncio.create_task(self._read(self._proc.stderr, self.stderr, "stderr")),
-                       asyncio.create_task(self._watch(self._proc))]
+        self._tasks = [
+            asyncio.create_task(self._read(self._proc.stdout, self.stdout, "stdout")),
+            asyncio.create_task(self._read(self._proc.stderr, self.stderr, "stderr")),
+            asyncio.create_task(self._watch(self._proc)),
+        ]
         try:
             await self._wait_ready()
         except BaseException:
@@ -180,13 +198,18 @@ class Process:
             if self._proc is None or self._proc.returncode is not None:
                 code = self._proc.returncode if self._proc else None
                 await asyncio.sleep(0.05)  # let the readers take its last words
-                raise BadGateway(f"Server {self.spec.name} exited with code {code} while starting.{self._last_words()}",
-                                 "Server Exited")
+                raise BadGateway(
+                    f"Server {self.spec.name} exited with code {code} while starting.{self._last_words()}",
+                    "Server Exited",
+                )
             if await self._answers():
                 return
             if time.monotonic() >= deadline:
-                raise GatewayTimeout(f"Server {self.spec.name} did not answer within its timeout of "
-                                     f"{self.spec.timeout:g} s (option timeout).{self._last_words()}", "Server Timeout")
+                raise GatewayTimeout(
+                    f"Server {self.spec.name} did not answer within its timeout of "
+                    f"{self.spec.timeout:g} s (option timeout).{self._last_words()}",
+                    "Server Timeout",
+                )
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, PROBE_MAX)
 
@@ -240,13 +263,23 @@ class Process:
             delay = min(self.settings.proxy_restart_max_backoff, 0.5 * 2 ** (self.failures - 1))
             self.not_before = time.monotonic() + delay
             self.state = "backoff"
-            log.warning("server %s exited with code %s after %.1f s (%d in a row); next start in %.1f s at the "
-                        "earliest", self.spec.name, code, uptime, self.failures, delay)
+            log.warning(
+                "server %s exited with code %s after %.1f s (%d in a row); next start in %.1f s at the earliest",
+                self.spec.name,
+                code,
+                uptime,
+                self.failures,
+                delay,
+            )
         else:
             self.failures = 0
             self.state = "exited"
-            log.warning("server %s exited with code %s after %.0f s; it starts again on the next request",
-                        self.spec.name, code, uptime)
+            log.warning(
+                "server %s exited with code %s after %.0f s; it starts again on the next request",
+                self.spec.name,
+                code,
+                uptime,
+            )
 
     # stopping ------------------------------------------------------------------------
     async def stop(self, reason: str = "stopped") -> None:

@@ -22,7 +22,6 @@ from .http import Forwarder, Target
 log = logging.getLogger("portico")
 
 
-
 def wants_websocket(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
@@ -38,24 +37,38 @@ async def forward(forwarder: Forwarder, request: web.Request, target: Target) ->
         headers.popall(name, None)
     try:
         upstream = await forwarder.session(target.backend).ws_connect(
-            url, protocols=protocols, headers=headers, autoclose=False, autoping=True, max_msg_size=0,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10.0))
+            url,
+            protocols=protocols,
+            headers=headers,
+            autoclose=False,
+            autoping=True,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
+        )
     except aiohttp.WSServerHandshakeError as e:
-        raise BadGateway(f"{target.name} refused the WebSocket with status {e.status}.", "WebSocket Refused",
-                         status=e.status if 400 <= e.status < 600 else 502) from None
+        raise BadGateway(
+            f"{target.name} refused the WebSocket with status {e.status}.",
+            "WebSocket Refused",
+            status=e.status if 400 <= e.status < 600 else 502,
+        ) from None
     except aiohttp.ClientError as e:
-        raise BadGateway(f"{target.name} at {target.backend.label}: the WebSocket failed: {e}.",
-                         "Backend Unreachable") from None
-    client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), autoclose=False,
-                                   autoping=True, max_msg_size=0)
+        raise BadGateway(
+            f"{target.name} at {target.backend.label}: the WebSocket failed: {e}.", "Backend Unreachable"
+        ) from None
+    client = web.WebSocketResponse(
+        protocols=[upstream.protocol] if upstream.protocol else (), autoclose=False, autoping=True, max_msg_size=0
+    )
     await client.prepare(request)
     await _pump(client, upstream)
     return client
 
 
 async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    async def relay(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, gone: int) -> None:
+    async def relay(
+        source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        gone: int,
+    ) -> None:
         code, message = gone, ""
         while True:
             msg = await source.receive()
@@ -99,7 +112,9 @@ async def raw_socket(request: web.Request, target: Target) -> web.WebSocketRespo
         else:
             reader, writer = await asyncio.open_connection(backend.host, backend.port)
     except OSError as e:
-        raise BadGateway(f"{target.name} at {backend.label} refused the connection: {e}.", "Backend Unreachable") from None
+        raise BadGateway(
+            f"{target.name} at {backend.label} refused the connection: {e}.", "Backend Unreachable"
+        ) from None
     client = web.WebSocketResponse(autoping=True, max_msg_size=0)
     await client.prepare(request)
 
