@@ -37,6 +37,17 @@ class Tally:
     errors: list[str] = field(default_factory=list)  # what was lost, said
     refused: int = 0  # an interrupt or restart that was not answered 204 / 200
     actions: dict[str, int] = field(default_factory=dict)
+    # kernel id -> (when, what) of its interrupts, restarts and reconnects: the context of a loss
+    timeline: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def mark(self, kernel_id: str, what: str) -> None:
+        self.timeline.setdefault(kernel_id, []).append((time.monotonic(), what))
+
+    def around(self, kernel_id: str, since: float) -> str:
+        """What happened to a kernel from 5 s before a moment on (in seconds from it)."""
+        timeline = self.timeline.get(kernel_id, [])
+        events = [f"{when - since:+.1f} s {what}" for when, what in timeline if when >= since - 5]
+        return ", ".join(events[:12]) or "nothing"
 
 
 class Connection:
@@ -149,6 +160,7 @@ async def client(
             action = rng.choices(["execute", "flood", "interrupt", "restart", "reconnect"], [50, 15, 10, 3, 22])[0]
             tally.actions[action] = tally.actions.get(action, 0) + 1
             tag = uuid.uuid4().hex[:8]
+            began, errors = time.monotonic(), len(tally.errors)
             if action == "execute":
                 n = rng.randint(1, 50)
                 reply, outputs = await conn.execute(f"for i in range({n}): print('{tag}', i)")
@@ -162,6 +174,7 @@ async def client(
             elif action == "interrupt":
                 running = asyncio.create_task(conn.execute("import time; time.sleep(3)"))
                 await asyncio.sleep(0.3)
+                tally.mark(kernel_id, "interrupt")
                 async with http.post(f"{server.url}api/kernels/{kernel_id}/interrupt", headers=server.headers) as r:
                     if r.status != 204:
                         tally.refused += 1
@@ -169,11 +182,14 @@ async def client(
                 reply, _ = await running
                 check(tally, reply, [], [], "interrupt")
             elif action == "restart":
+                tally.mark(kernel_id, "restart asked")
                 async with http.post(f"{server.url}api/kernels/{kernel_id}/restart", headers=server.headers) as r:
+                    tally.mark(kernel_id, f"restart answered {r.status}")
                     if r.status != 200:
                         tally.refused += 1
                         tally.errors.append(f"restart: {r.status} {await r.text()}")
             else:
+                tally.mark(kernel_id, "a reconnect")
                 await conn.close()
                 try:
                     conn = Connection(await http.ws_connect(url, headers=server.headers, max_msg_size=0))
@@ -181,6 +197,8 @@ async def client(
                     tally.refused += 1
                     tally.errors.append(f"reconnect: {e.status} {e.message}")
                     return
+            if len(tally.errors) > errors and action in ("execute", "flood", "interrupt"):
+                tally.errors[-1] += f" (kernel {kernel_id[:8]}, sent at {began:.1f}: {tally.around(kernel_id, began)})"
     finally:
         await conn.close()
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from portico_testing import Server, logged, start_server, write_notebook
 
@@ -26,12 +27,25 @@ def save(path: Path, cells: list[str]) -> None:
     os.replace(path.with_suffix(".tmp"), path)
 
 
-async def test_a_saved_change_is_served_and_no_request_fails(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("watch", ["events", "polling"])
+async def test_a_saved_change_is_served_and_no_request_fails(
+    http: aiohttp.ClientSession, tmp_path: Path, watch: str
+) -> None:
+    """With file system events (watchfiles), and without them: watchfiles made unimportable
+    stands in for a platform that has none, and Portico looks at the file's stamp instead."""
+    env = {}
+    if watch == "polling":
+        shadow = tmp_path / "shadow" / "watchfiles"
+        shadow.mkdir(parents=True)
+        (shadow / "__init__.py").write_text("raise ImportError('no file system events here')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
     notebook = tmp_path / "api.ipynb"
     write_notebook(notebook, version(1))
-    server = start_server("--notebook", str(notebook), "--reload", "--notebook-pool-max", "2")
+    server = start_server("--notebook", str(notebook), "--reload", "--notebook-pool-max", "2", env=env)
     try:
         await _exercise(http, server, notebook)
+        fallback = [line for line in list(server.stderr) if "no file system events" in line]
+        assert bool(fallback) == (watch == "polling"), fallback
     finally:
         server.stop()
 

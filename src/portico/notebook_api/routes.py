@@ -32,7 +32,7 @@ log = logging.getLogger("portico")
 
 NOTEBOOK = "a notebook API's"
 
-RELOAD_POLL = 0.5  # seconds between looks at a notebook file when reload is on
+RELOAD_POLL = 0.5  # seconds between looks at a notebook file when reload has no file system events
 NO_JOURNAL = RelayOptions(client_limit=1 << 20, journal_bytes=0, journal_age=0, rate_limit=None)
 
 
@@ -170,11 +170,32 @@ class Mount:
         await self.version.pool.close()
 
     async def _watch(self) -> None:
+        """Reload on the file system's events for the notebook (inotify, through watchfiles; its
+        directory is watched, since editors save by renaming a new file over the old one).  Where
+        there are none (a file system without them, the watch limit reached), its stamp is looked
+        at every RELOAD_POLL seconds."""
+        folder, name = os.path.split(os.path.abspath(self.file))
+        try:
+            import watchfiles  # here, not at import: it brings anyio, and only --reload needs it
+
+            async for _ in watchfiles.awatch(
+                folder,
+                watch_filter=lambda _, path: Path(path).name == name,
+                debounce=50,
+                step=20,
+                recursive=False,
+            ):
+                await self._changed()
+        except (ImportError, OSError, RuntimeError) as e:  # not installed; watchfiles' notify errors
+            log.warning("reload: no file system events for %s (%s); looking every %g s", self.file, e, RELOAD_POLL)
         while True:
             await asyncio.sleep(RELOAD_POLL)
-            stamp = self._stamp()
-            if stamp != self.version.stamp:
-                await self.reload(stamp)
+            await self._changed()
+
+    async def _changed(self) -> None:
+        stamp = self._stamp()
+        if stamp != self.version.stamp:
+            await self.reload(stamp)
 
     async def reload(self, stamp: tuple[int, int]) -> None:
         old = self.version
