@@ -13,7 +13,7 @@ from aiohttp import web
 
 from . import __version__
 from .contents.routes import ContentsRoutes
-from .kernels.manager import Kernels, iso
+from .kernels.manager import Kernels
 from .kernels.metrics import KernelCollector
 from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
@@ -23,6 +23,7 @@ from .notebook_api.routes import NotebookApis
 from .page.routes import PageRoutes
 from .proxy.routes import ProxyRoutes
 from .settings import Settings
+from .times import iso
 from .urls import Owners
 from .web.auth import Guard
 from .web.errors import error_middleware

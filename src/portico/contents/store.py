@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import BadRequest, Conflict, NotFound
-from ..kernels.manager import iso
+from ..times import iso
 
 CHECKPOINT_DIR = ".ipynb_checkpoints"
 CHECKPOINT_ID = "checkpoint"  # one checkpoint per file, as Jupyter Server's file checkpoints keep

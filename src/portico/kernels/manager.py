@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +19,12 @@ import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
 from ..environment import inherited, without_secrets
-from ..errors import BadRequest, Close, Conflict, LimitReached, NotFound, Unavailable, described
-from ..paths import confine
+from ..errors import Close, Conflict, LimitReached, NotFound, Unavailable, described
 from ..settings import Settings
+from .kernel import Kernel, KernelExited, exit_of
 from .pool import Pool
 from .relay import KernelRelay, RelayOptions, Stats
+from .requests import StartRequest
 from .seed import Seed
 from .specs import Specs
 
@@ -61,50 +59,6 @@ class KernelManager(AsyncKernelManager):
         cmd = with_iopub_hwm(plain, self.iopub_hwm)
         self.holds_iopub = cmd is not plain
         return cmd
-
-
-class KernelExited(Exception):
-    """The kernel process ended before it answered."""
-
-
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-MAX_ENV_ENTRIES = 256
-MAX_ENV_VALUE = 32 * 1024
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(eq=False)
-class Kernel:
-    id: str
-    name: str
-    km: AsyncKernelManager
-    relay: KernelRelay | None = None
-    execution_state: str = "starting"
-    reason: str | None = None
-    restarts: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    watcher: asyncio.Task[None] | None = None
-    seed: Seed | None = None  # run on start and after every restart
-
-    def model(self) -> dict[str, Any]:
-        relay = self.relay
-        model: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "last_activity": iso(relay.last_activity if relay else time.time()),
-            "execution_state": self.execution_state,
-            "connections": len(relay.clients) if relay else 0,
-        }
-        if self.reason:
-            model["reason"] = self.reason
-        return model
-
-    def set_state(self, state: str) -> None:
-        if state and self.execution_state not in ("dead", "restarting"):
-            self.execution_state = state
 
 
 class Kernels:
@@ -155,55 +109,19 @@ class Kernels:
         times = [k.relay.last_activity for k in self.kernels.values() if k.relay]
         return max(times) if times else None
 
-    # requests ----------------------------------------------------------------------------
-    def working_dir(self, path: Any) -> str:
-        """The directory for `path` (a notebook or a directory), confined to root_dir."""
-        if path is None or path == "":
-            return self.settings.root_dir
-        root = Path(self.settings.root_dir).resolve()
-        target = confine(root, path, hidden=self.settings.contents_allow_hidden)
-        while not target.is_dir() and target != root:
-            target = target.parent
-        return str(target)
-
-    def base_env(self) -> dict[str, str]:
-        """PATH and the inherited allow-list; never PORTICO_* or anything holding the token."""
-        return without_secrets(inherited(self.settings.kernel_env_inherit), self.settings.token)
-
-    def kernel_env(self, requested: Any) -> dict[str, str]:
-        """The accepted request entries: KERNEL_* and kernel_env_allow names, plain names, strings."""
-        if requested is None:
-            requested = {}
-        if not isinstance(requested, dict):
-            raise BadRequest("env must be an object of string names to string values.")
-        if len(requested) > MAX_ENV_ENTRIES:
-            raise BadRequest(f"env has {len(requested)} entries; at most {MAX_ENV_ENTRIES} are accepted.")
-        env: dict[str, str] = {}
-        allowed = set(self.settings.kernel_env_allow)
-        for name, value in requested.items():
-            if not isinstance(value, str) or not ENV_NAME.fullmatch(name):
-                raise BadRequest(f"env entry {name!r} must have a plain name and a string value.")
-            if len(value) > MAX_ENV_VALUE:
-                raise BadRequest(f"env entry {name!r} is longer than {MAX_ENV_VALUE} characters.")
-            if name.startswith("KERNEL_") or name in allowed:
-                env[name] = value
-        return without_secrets(env, self.settings.token)
-
     # lifecycle ---------------------------------------------------------------------------
-    async def start(self, name: Any = None, path: Any = None, env: Any = None, kernel_id: Any = None) -> Kernel:
-        if name is not None and not isinstance(name, str):
-            raise BadRequest("name must be a kernelspec name (a string).")
-        name = name or self.settings.default_kernel_name
+    async def start(self, request: StartRequest) -> Kernel:
+        """A kernel for a request that passed requests.start_request: an existing one with its id,
+        a warm one from the pool when nothing asks for a different one, else a new one."""
+        name, cwd, extra_env, kernel_id = request.name, request.cwd, request.env, request.kernel_id
         if not self.accepting:
             raise Unavailable("The server is shutting down; no new kernels.")
         if kernel_id is not None:
-            kernel_id = self._valid_id(kernel_id)
             if kernel_id in self.kernels:
                 return self.kernels[kernel_id]
             if kernel_id in self._reserved:
                 raise Conflict(f"Kernel {kernel_id} is being started by another request; ask again in a moment.")
         self.specs.get(name)
-        cwd, extra_env = self.working_dir(path), self.kernel_env(env)
         limit = self.settings.max_kernels
         if limit and len(self.kernels) + self._starting >= limit:
             raise LimitReached(f"Maximum number of kernels ({limit}) reached; shut one down or raise max_kernels.")
@@ -228,6 +146,10 @@ class Kernels:
         log.info("kernel %s started (%s, %s) in %s", kernel.id, name, origin, cwd)
         return kernel
 
+    def base_env(self) -> dict[str, str]:
+        """PATH and the inherited allow-list; never PORTICO_* or anything holding the token."""
+        return without_secrets(inherited(self.settings.kernel_env_inherit), self.settings.token)
+
     async def _launch_warm(self, name: str) -> Kernel:
         return await self._launch(str(uuid.uuid4()), name, self.settings.root_dir, self.base_env(), self.seed_for(name))
 
@@ -244,15 +166,6 @@ class Kernels:
 
     def seed_for(self, name: str) -> Seed | None:
         return self.seed if self.seed is not None and self.seed.kernel_name == name else None
-
-    @staticmethod
-    def _valid_id(kernel_id: Any) -> str:
-        try:
-            if isinstance(kernel_id, str):
-                return str(uuid.UUID(kernel_id))
-        except ValueError:
-            pass
-        raise BadRequest("kernel_id must be a UUID string.")
 
     @property
     def ipc_dir(self) -> str:
@@ -374,37 +287,13 @@ class Kernels:
     async def _watch(self, kernel: Kernel) -> None:
         """Notice a kernel process that died; restart it or mark it dead."""
         while kernel.execution_state != "dead":
-            await self._exit_of(kernel)
+            await exit_of(kernel, self.settings.kernel_poll_interval)
             async with kernel.lock:
                 if kernel.execution_state == "dead":  # a restart that failed said so already
                     return
                 if kernel.id not in self.kernels or await kernel.km.is_alive():
                     continue
                 await self._on_death(kernel)
-
-    async def _exit_of(self, kernel: Kernel) -> None:
-        """Returns when the kernel's process has exited: at once, through a pidfd, for a local
-        process; after kernel_poll_interval for a kernel with none (its provisioner is asked)."""
-        process: Any = getattr(kernel.km.provisioner, "process", None)
-        pid = getattr(process, "pid", None)
-        if pid is None or not hasattr(os, "pidfd_open"):
-            await asyncio.sleep(self.settings.kernel_poll_interval)
-            return
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:  # already reaped: it exited
-            return
-        try:
-            if process.returncode is not None:  # reaped before the pidfd opened: the pid may be reused
-                return
-            exited, loop = asyncio.Event(), asyncio.get_running_loop()
-            loop.add_reader(fd, exited.set)
-            try:
-                await exited.wait()
-            finally:
-                loop.remove_reader(fd)
-        finally:
-            os.close(fd)
 
     async def _on_death(self, kernel: Kernel) -> None:
         """Restart a kernel that died, holding what its clients send until the new one is ready."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .manager import Kernel
+    from .kernel import Kernel
 
 log = logging.getLogger("portico")
 

@@ -12,6 +12,7 @@ from ..settings import Settings
 from ..web.jsonio import json_body, json_response
 from . import wire
 from .manager import Kernels
+from .requests import start_request
 from .sessions import Sessions
 from .specs import Specs
 
@@ -63,7 +64,9 @@ class KernelRoutes:
 
     async def start_kernel(self, request: web.Request) -> web.Response:
         body = await json_body(request)
-        kernel = await self.kernels.start(body.get("name"), body.get("path"), body.get("env"), body.get("kernel_id"))
+        kernel = await self.kernels.start(
+            start_request(self.settings, body.get("name"), body.get("path"), body.get("env"), body.get("kernel_id"))
+        )
         location = f"{self.settings.base_url}api/kernels/{kernel.id}"
         return json_response(kernel.model(), status=201, headers={"Location": location})
 

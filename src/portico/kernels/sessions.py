@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import BadRequest, NotFound
 from .manager import Kernels
+from .requests import start_request
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Sessions:
     async def _kernel_for(self, kernel: dict[str, Any], path: str) -> str:
         if kernel.get("id"):
             return self.kernels.get(str(kernel["id"])).id
-        started = await self.kernels.start(kernel.get("name"), path, kernel.get("env"))
+        started = await self.kernels.start(
+            start_request(self.kernels.settings, kernel.get("name"), path, kernel.get("env"))
+        )
         return started.id
 
     async def create(self, body: dict[str, Any]) -> tuple[Session, bool]:

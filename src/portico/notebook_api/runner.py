@@ -30,7 +30,7 @@ import zmq
 
 from ..errors import Unavailable
 from ..kernels import wire
-from ..kernels.manager import Kernel
+from ..kernels.kernel import Kernel, death_of
 from .exchange import Outputs
 
 log = logging.getLogger("portico")
@@ -175,8 +175,7 @@ class Worker:
                 run.on_reply(orjson.loads(parts[1]).get("msg_id"), orjson.loads(parts[3]))
 
     async def _watch(self, interval: float) -> None:
-        while await self.kernel.km.is_alive():
-            await asyncio.sleep(interval)
+        await death_of(self.kernel, interval)
         self.died = True
         if self.run is not None:
             self.run.fail(KernelDied("the kernel process exited"))
