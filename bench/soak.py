@@ -214,6 +214,18 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+async def metrics(http: aiohttp.ClientSession, server: Server) -> dict[str, float]:
+    """The server's unlabelled figures from /metrics."""
+    async with http.get(server.url + "metrics", headers=server.headers) as r:
+        text = await r.text()
+    figures = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("portico_") and "{" not in name and value:
+            figures[name] = float(value)
+    return figures
+
+
 async def sample(pid: int, seconds: float) -> None:
     """The server's RSS and descriptors along the way (growth that levels off is the journals filling)."""
     step = max(seconds / 10, 1)
@@ -241,6 +253,7 @@ async def soak(
     sampler.cancel()
     await asyncio.sleep(1)
     rss1, fds1 = rss_mb(pid), fds(pid)
+    figures = await metrics(http, server)
     for kernel_id in ids:
         async with http.delete(f"{server.url}api/kernels/{kernel_id}", headers=server.headers):
             pass
@@ -264,4 +277,6 @@ async def soak(
         "RSS bound MB": bound,
         "fds start": fds0,
         "fds end": fds1,
+        "journals MB end": figures.get("portico_journal_bytes", float("nan")) / 2**20,
+        "requests kept end": figures.get("portico_requests_tracked", float("nan")),
     }

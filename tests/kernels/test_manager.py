@@ -129,6 +129,8 @@ async def test_metrics_count_kernels_connections_messages_requests(
     assert 'portico_kernel_messages_total{channel="iopub",direction="from_kernel"}' in text
     assert 'portico_http_requests_total{method="POST",route="/api/kernels",status="201"}' in text
     assert "portico_http_request_seconds_bucket{" in text
+    journal = float(text.split("\nportico_journal_bytes ")[1].split()[0])
+    assert journal > 0 and "\nportico_requests_tracked 0.0" in text  # the execute finished: nothing kept
     await client.close()
 
 

@@ -34,3 +34,14 @@ class KernelCollector:
         for (channel, direction), n in sorted(self.kernels.stats.items()):
             messages.add_metric([channel, direction], n)
         yield messages
+        relays = [k.relay for k in self.kernels.kernels.values() if k.relay is not None]
+        yield GaugeMetricFamily(
+            "portico_journal_bytes",
+            "Bytes the kernels' journals hold for reconnecting clients",
+            value=sum(r.journal.bytes for r in relays),
+        )
+        yield GaugeMetricFamily(
+            "portico_requests_tracked",
+            "Client requests the kernels have not finished (reply and idle), kept for restarts",
+            value=sum(len(r.requests) for r in relays),
+        )
