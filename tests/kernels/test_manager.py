@@ -240,14 +240,6 @@ async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
         srv.stop()
 
 
-def test_an_error_without_text_is_described_by_its_kind() -> None:
-    from portico.errors import described
-
-    assert described(TimeoutError()) == "timed out"
-    assert described(ConnectionResetError()) == "ConnectionResetError"
-    assert described(ValueError("bad")) == "bad"
-
-
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, transport: str) -> None:
     srv = start_server("--kernel-transport", transport, "--root-dir", str(root_dir))
