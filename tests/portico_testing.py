@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ctypes
+import logging
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from portico.app import build_app
 from portico.kernels import wire
+from portico.logs import TEXT_FORMAT
 from portico.settings import Settings
 
 URL_LINE = re.compile(r"serving at (\S+)")
@@ -315,7 +317,7 @@ def stdout_of(outputs: list[dict[str, Any]]) -> str:
     )
 
 
-async def logged(server: Server, text: str, timeout: float = 10) -> bool:
+async def logged(server: Server | LocalServer, text: str, timeout: float = 10) -> bool:
     """Whether the server logs text within timeout (its stderr is read by another thread)."""
     async with asyncio.timeout(timeout):
         while not any(text in line for line in list(server.stderr)):
@@ -418,6 +420,57 @@ async def in_process(**options: Any) -> AsyncIterator[TestClient[Any, Any]]:
     app = build_app(Settings(**{**defaults, **options}))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client
+
+
+@dataclass
+class LocalServer:
+    """The whole app in this test's event loop on 127.0.0.1 and an ephemeral port, used as a
+    Server is (url, headers, its log lines in stderr); see serving()."""
+
+    url: str
+    token: str
+    stderr: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[4:]
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(logging.Formatter(TEXT_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record) + "\n")
+
+
+@asynccontextmanager
+async def serving(**options: Any) -> AsyncIterator[LocalServer]:
+    """Portico in-process, served on a real socket with its start-up and staged shutdown, for
+    tests that talk to it as clients do (aiohttp sessions, WebSockets, KernelClient) but need no
+    command line or signals; the portico logger's records are kept as the server's lines."""
+    defaults: dict[str, Any] = {"token": "test-token", "pool_size": 0, "proxy_entry_points": False}
+    settings = Settings(**{**defaults, **options})
+    server = TestServer(build_app(settings), host="127.0.0.1")
+    local = LocalServer("", settings.token)
+    handler, logger = _Lines(local.stderr), logging.getLogger("portico")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        await server.start_server()
+        local.url = f"http://127.0.0.1:{server.port}{settings.base_url}"
+        yield local
+    finally:
+        await server.close()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:

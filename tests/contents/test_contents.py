@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from yarl import URL
 
-from portico_testing import Server, start_server
+from portico_testing import LocalServer, serving
 
 NOTEBOOK: dict[str, Any] = {
     "nbformat": 4,
@@ -39,15 +39,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("contents")
 
 
-@pytest.fixture(scope="module")
-def srv(root: Path) -> Iterator[Server]:
-    server = start_server("--root-dir", str(root))
-    yield server
-    server.stop()
+@pytest.fixture
+async def srv(root: Path) -> AsyncIterator[LocalServer]:
+    async with serving(root_dir=str(root)) as server:
+        yield server
 
 
 async def call(
-    http: aiohttp.ClientSession, srv: Server, method: str, path: str, body: Any = None, **params: str
+    http: aiohttp.ClientSession, srv: LocalServer, method: str, path: str, body: Any = None, **params: str
 ) -> tuple[int, Any]:
     url = URL(srv.url + "api/contents" + path, encoded=True)  # sent as written: no client-side '..' folding
     async with http.request(method, url.with_query(params) if params else url, headers=srv.headers, json=body) as r:
@@ -55,7 +54,7 @@ async def call(
         return r.status, json.loads(text) if text else None
 
 
-async def test_untitled_names_listing_and_models(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_untitled_names_listing_and_models(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     status, nb = await call(http, srv, "POST", "", {"type": "notebook"})
     assert status == 201 and nb["name"] == "Untitled.ipynb" and nb["type"] == "notebook" and nb["content"] is None
     assert (await call(http, srv, "POST", "", {"type": "notebook"}))[1]["name"] == "Untitled1.ipynb"
@@ -72,7 +71,7 @@ async def test_untitled_names_listing_and_models(http: aiohttp.ClientSession, sr
     nbformat.validate(nbformat.read(root / "Untitled.ipynb", as_version=4))
 
 
-async def test_models_match_jupyter_servers_own(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_models_match_jupyter_servers_own(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     """Jupyter Server's FileContentsManager, on the same files, gives the same fields and content."""
     from jupyter_server.services.contents.filemanager import FileContentsManager
 
@@ -93,7 +92,7 @@ async def test_models_match_jupyter_servers_own(http: aiohttp.ClientSession, srv
         assert json.loads(json.dumps(ours["content"])) == expected, path
 
 
-async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     status, model = await call(
         http, srv, "PUT", "/saved.ipynb", {"type": "notebook", "format": "json", "content": NOTEBOOK}
     )
@@ -121,7 +120,7 @@ async def test_save_validates_and_writes_atomically(http: aiohttp.ClientSession,
     assert not [p for p in root.iterdir() if p.name.startswith(".~")]  # and no temporary file behind
 
 
-async def test_text_and_binary_files(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_text_and_binary_files(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     assert (await call(http, srv, "PUT", "/notes.txt", {"type": "file", "format": "text", "content": "café\n"}))[
         0
     ] == 201
@@ -150,7 +149,7 @@ async def test_text_and_binary_files(http: aiohttp.ClientSession, srv: Server, r
     assert (await call(http, srv, "GET", "/notes.txt", content="yes"))[0] == 400
 
 
-async def test_rename_copy_delete(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_rename_copy_delete(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     (root / "old.txt").write_text("x")
     (root / "taken.txt").write_text("y")
     assert (await call(http, srv, "PATCH", "/old.txt", {"path": "taken.txt"}))[0] == 409
@@ -171,14 +170,14 @@ async def test_rename_copy_delete(http: aiohttp.ClientSession, srv: Server, root
 
 
 @pytest.mark.parametrize("path", ["/%2E%2E/etc/passwd", "/sub/%2E%2E/%2E%2E/x", "/..%2F..%2Fetc"])
-async def test_dot_dot_is_refused(http: aiohttp.ClientSession, srv: Server, path: str) -> None:
+async def test_dot_dot_is_refused(http: aiohttp.ClientSession, srv: LocalServer, path: str) -> None:
     for method, body in (("GET", None), ("PUT", {"type": "file", "content": "x"}), ("DELETE", None)):
         status, error = await call(http, srv, method, path, body)
         assert status == 403 and "leaves the root" in error["message"], (method, status, error)
 
 
 async def test_absolute_paths_and_symlinks_stay_inside(
-    http: aiohttp.ClientSession, srv: Server, root: Path, tmp_path: Path
+    http: aiohttp.ClientSession, srv: LocalServer, root: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "outside.txt").write_text("outside")
     os.symlink(tmp_path / "outside.txt", root / "link.txt")
@@ -197,7 +196,7 @@ async def test_absolute_paths_and_symlinks_stay_inside(
     assert (await call(http, srv, "GET", "/.hidden"))[0] == 404
 
 
-async def test_checkpoints(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_checkpoints(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     (root / "cp.txt").write_text("one")
     assert (await call(http, srv, "GET", "/cp.txt/checkpoints")) == (200, [])
     status, checkpoint = await call(http, srv, "POST", "/cp.txt/checkpoints")
@@ -211,7 +210,7 @@ async def test_checkpoints(http: aiohttp.ClientSession, srv: Server, root: Path)
     assert (await call(http, srv, "GET", "/cp.txt/checkpoints")) == (200, [])
 
 
-async def test_files_route_serves_bytes_in_a_sandbox(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_files_route_serves_bytes_in_a_sandbox(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     (root / "page.html").write_text("<script>alert(1)</script>")
     async with http.get(srv.url + "files/page.html", headers=srv.headers) as r:
         assert r.status == 200 and await r.text() == "<script>alert(1)</script>"
@@ -224,7 +223,7 @@ async def test_files_route_serves_bytes_in_a_sandbox(http: aiohttp.ClientSession
         assert r.status == 404
 
 
-async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server, root: Path) -> None:
+async def test_bad_bodies(http: aiohttp.ClientSession, srv: LocalServer, root: Path) -> None:
     async with http.put(srv.url + "api/contents/x.ipynb", headers=srv.headers, data=b"{not json") as r:
         assert r.status == 400
     for body in (
@@ -244,4 +243,4 @@ async def test_bad_bodies(http: aiohttp.ClientSession, srv: Server, root: Path) 
     assert status == 400 and "Invalid argument" in error["message"]
     status, error = await call(http, srv, "PUT", "/" + "n" * 300 + ".txt", {"type": "file", "content": "x"})
     assert status == 400 and "too long" in error["message"]
-    assert srv.proc.poll() is None
+    assert (await call(http, srv, "GET", ""))[0] == 200  # and it serves on
