@@ -222,13 +222,20 @@ async def open_loop(
     timed from when each was due: tails compared at the same load for every target."""
     opened = await asyncio.gather(*(ctx.kernel(target) for _ in range(kernels)))
     times: list[float] = []
+    unanswered = 0
 
     async def one(kernel: Kernel, due: float) -> None:
+        nonlocal unanswered
         pending = await kernel.send(
             "execute_request",
             {"code": "1+1", "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
         )
-        await pending.done()
+        try:
+            async with asyncio.timeout(60):  # a reply or idle that never comes is counted, not waited for
+                await pending.done()
+        except TimeoutError:
+            unanswered += 1
+            return
         times.append(time.perf_counter() - due)
 
     t0 = time.perf_counter()
@@ -245,6 +252,7 @@ async def open_loop(
     return {
         "offered /s": rate,
         "served /s": n / elapsed,
+        "unanswered": unanswered,
         "p50 ms": percentile(times, 0.5) * 1000,
         "p99 ms": percentile(times, 0.99) * 1000,
     }

@@ -118,6 +118,7 @@ class KernelClient:
         self.session_id = session_id
         self.v1 = ws.protocol == wire.V1_PROTOCOL
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.seen: list[dict[str, Any]] = []  # every message received, also those a wait skipped
         self.closed = asyncio.Event()
         self.close_reason = ""
         self._reader = asyncio.create_task(self._read())
@@ -149,13 +150,15 @@ class KernelClient:
         while True:
             msg = await self.ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self.messages.put_nowait(orjson.loads(msg.data))
+                received = orjson.loads(msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                self.messages.put_nowait(decode(msg.data, self.v1))
+                received = decode(msg.data, self.v1)
             else:
                 if msg.type == aiohttp.WSMsgType.CLOSE:
                     self.close_reason = str(msg.extra or "")
                 break
+            self.seen.append(received)
+            self.messages.put_nowait(received)
         self.closed.set()
 
     def message(

@@ -215,3 +215,23 @@ async def test_concurrent_creates_with_one_kernel_id_start_one_kernel(
         assert [k["id"] for k in await r.json()].count(kid) == 1
     async with http.delete(f"{server.url}api/kernels/{kid}", headers=server.headers) as r:
         assert r.status == 204
+
+
+async def test_portico_s_own_requests_are_invisible(http: aiohttp.ClientSession, server: Server) -> None:
+    """The start's kernel_info, the control probe and a restart's barrier are Portico's: a new
+    kernel is idle from the first moment (not busy for a probe), and clients get no status for
+    a request none of them sent."""
+    kid = await start_kernel(http, server)
+    client = await KernelClient.connect(http, server, kid)
+    for _ in range(50):  # the probe runs in the background right after the start
+        assert (await get(http, server, f"api/kernels/{kid}"))[1]["execution_state"] == "idle"  # type: ignore[index]
+        await asyncio.sleep(0.02)
+    async with http.post(f"{server.url}api/kernels/{kid}/restart", headers=server.headers) as r:
+        assert r.status == 200
+    reply, _ = await client.execute("1+1")
+    statuses = [m for m in client.seen if m["header"]["msg_type"] == "status"]
+    # What is left is the kernel's own lifecycle (the shutdown's busy and idle, the new process's
+    # starting), which clients of Jupyter Server see too; nothing for a kernel_info nobody sent.
+    foreign = [m for m in statuses if m["parent_header"].get("msg_type") == "kernel_info_request"]
+    assert not foreign and statuses[-1]["parent_header"]["msg_id"] == reply["parent_header"]["msg_id"]
+    await client.close()

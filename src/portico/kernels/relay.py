@@ -441,13 +441,19 @@ class KernelRelay:
         try:
             if len(content) < 64 and b"execution_state" in content:
                 state = orjson.loads(content).get("execution_state", "")
+                waiter = self._idle_for.get(msg_id_of(parts[1]) or "") if self._idle_for else None
+                if waiter is not None:
+                    # Portico's own request (the start's kernel_info, the control probe, a restart's
+                    # barrier): the kernel is not busy for anyone, and no client asked.
+                    if state == "idle":
+                        waiter.set()
+                    lost = self.numbering.lost_before(parts[0])
+                    if lost:
+                        self._tell_lost(lost, parts)
+                    return
                 self.on_status(state)
                 if self.requests:
                     self._track(state, parts[1])
-                if state == "idle" and self._idle_for:
-                    waiter = self._idle_for.get(orjson.loads(parts[1]).get("msg_id"))
-                    if waiter is not None:
-                        waiter.set()
             if self.taps:
                 tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
                 if tap is not None:
