@@ -25,6 +25,8 @@ import orjson
 from servers import Server
 
 CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
+TIMEOUT = 120  # s an execution may take, held through restarts, before it is reported as late
+LATE_LIMIT = 600  # s after which one that never finished is lost
 JOURNAL_MB = 32  # journal_max_bytes, Portico's default
 SLACK_MB = 64  # what the server may take besides the journals (buffers, fragmentation)
 
@@ -36,6 +38,7 @@ class Tally:
     cut: int = 0  # answered with an error or aborted: another client's restart or interrupt came first
     errors: list[str] = field(default_factory=list)  # what was lost, said
     refused: int = 0  # an interrupt or restart that was not answered 204 / 200
+    late: int = 0  # answered whole, but only after TIMEOUT (held through restarts that queued up)
     actions: dict[str, int] = field(default_factory=dict)
     # kernel id -> (when, what) of its interrupts, restarts and reconnects: the context of a loss
     timeline: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
@@ -44,10 +47,10 @@ class Tally:
         self.timeline.setdefault(kernel_id, []).append((time.monotonic(), what))
 
     def around(self, kernel_id: str, since: float) -> str:
-        """What happened to a kernel from 5 s before a moment on (in seconds from it)."""
+        """A kernel, and what happened to it from 5 s before a moment on (in seconds from it)."""
         timeline = self.timeline.get(kernel_id, [])
         events = [f"{when - since:+.1f} s {what}" for when, what in timeline if when >= since - 5]
-        return ", ".join(events[:12]) or "nothing"
+        return f"{kernel_id[:8]}: " + (", ".join(events[:12]) or "nothing else")
 
 
 class Connection:
@@ -77,7 +80,7 @@ class Connection:
             if "reply" in state and state.get("idle"):
                 done.set()
 
-    async def execute(self, code: str, timeout: float = 120) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def execute(self, code: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The reply (None when none came in time) and the outputs; a reply is marked "told" with
         the text of Portico's notice when Portico said that output is missing."""
         msg_id = uuid.uuid4().hex
@@ -108,8 +111,9 @@ class Connection:
                 }
             ).decode()
         )
+        sent = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(LATE_LIMIT):
                 await done.wait()
         except TimeoutError:
             return None, outputs
@@ -118,6 +122,8 @@ class Connection:
         reply: dict[str, Any] = state["reply"]
         if "told" in state:
             reply = {**reply, "told": state["told"]}
+        if time.monotonic() - sent > TIMEOUT:
+            reply = {**reply, "late": time.monotonic() - sent}
         return reply, outputs
 
     async def close(self) -> None:
@@ -125,18 +131,34 @@ class Connection:
         self.reader.cancel()
 
 
-def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: list[str], what: str) -> None:
+def check(
+    tally: Tally,
+    reply: dict[str, Any] | None,
+    got: list[str],
+    expected: list[str],
+    what: str,
+    context: str = "",
+    text: bool = False,
+) -> None:
+    """Count one execution; context (what happened to its kernel) goes with any error.  With
+    text, got and expected are printed lines: a cut may end inside a line (an interrupt between
+    the pieces print() writes), so what came must be a prefix of the text, not of the lines."""
     tally.executions += 1
+    errors = len(tally.errors)
+    if reply is not None and "late" in reply:
+        tally.late += 1
+        tally.errors.append(f"{what}: answered only after {reply['late']:.0f} s")
     if reply is None:
         tally.lost += 1
-        tally.errors.append(f"{what}: no reply and idle within the timeout")
+        tally.errors.append(f"{what}: no reply and idle within {LATE_LIMIT} s")
     elif (
         reply.get("status") == "aborted"
         or (reply.get("status") == "error" and reply.get("ename") in CUT)
         or "told" in reply
     ):
         tally.cut += 1
-        if got != expected[: len(got)]:  # what did arrive must still be whole and in order
+        whole = "\n".join(expected).startswith("\n".join(got)) if text else got == expected[: len(got)]
+        if not whole:  # what did arrive must still be whole and in order
             tally.lost += 1
             tally.errors.append(
                 f"{what}: cut ({reply.get('ename') or reply.get('told') or reply.get('status')}), "
@@ -148,6 +170,8 @@ def check(tally: Tally, reply: dict[str, Any] | None, got: list[str], expected: 
         missing = [i for i, e in enumerate(expected) if e not in set(got)]
         span = f"; missing {missing[0]}..{missing[-1]}" if missing else ""
         tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}{span}")
+    if context:
+        tally.errors[errors:] = [f"{error} (kernel {context})" for error in tally.errors[errors:]]
 
 
 async def client(
@@ -160,17 +184,18 @@ async def client(
             action = rng.choices(["execute", "flood", "interrupt", "restart", "reconnect"], [50, 15, 10, 3, 22])[0]
             tally.actions[action] = tally.actions.get(action, 0) + 1
             tag = uuid.uuid4().hex[:8]
-            began, errors = time.monotonic(), len(tally.errors)
+            began = time.monotonic()
             if action == "execute":
                 n = rng.randint(1, 50)
                 reply, outputs = await conn.execute(f"for i in range({n}): print('{tag}', i)")
                 text = "".join(m["content"].get("text", "") for m in outputs if m["header"]["msg_type"] == "stream")
-                check(tally, reply, text.splitlines(), [f"{tag} {i}" for i in range(n)], "execute")
+                expected = [f"{tag} {i}" for i in range(n)]
+                check(tally, reply, text.splitlines(), expected, "execute", tally.around(kernel_id, began), text=True)
             elif action == "flood":
                 code = f"for i in range(2000): display({{'text/plain': '{tag} %d' % i}}, raw=True)"
                 reply, outputs = await conn.execute(code)
                 got = [m["content"]["data"]["text/plain"] for m in outputs if m["header"]["msg_type"] == "display_data"]
-                check(tally, reply, got, [f"{tag} {i}" for i in range(2000)], "flood")
+                check(tally, reply, got, [f"{tag} {i}" for i in range(2000)], "flood", tally.around(kernel_id, began))
             elif action == "interrupt":
                 running = asyncio.create_task(conn.execute("import time; time.sleep(3)"))
                 await asyncio.sleep(0.3)
@@ -180,7 +205,7 @@ async def client(
                         tally.refused += 1
                         tally.errors.append(f"interrupt: {r.status} {await r.text()}")
                 reply, _ = await running
-                check(tally, reply, [], [], "interrupt")
+                check(tally, reply, [], [], "interrupt", tally.around(kernel_id, began))
             elif action == "restart":
                 tally.mark(kernel_id, "restart asked")
                 async with http.post(f"{server.url}api/kernels/{kernel_id}/restart", headers=server.headers) as r:
@@ -197,8 +222,6 @@ async def client(
                     tally.refused += 1
                     tally.errors.append(f"reconnect: {e.status} {e.message}")
                     return
-            if len(tally.errors) > errors and action in ("execute", "flood", "interrupt"):
-                tally.errors[-1] += f" (kernel {kernel_id[:8]}, sent at {began:.1f}: {tally.around(kernel_id, began)})"
     finally:
         await conn.close()
 
@@ -270,6 +293,7 @@ async def soak(
         "lost": tally.lost,
         "cut (answered)": tally.cut,
         "REST refused": tally.refused,
+        f"late (> {TIMEOUT} s)": tally.late,
         "restarts": tally.actions.get("restart", 0),
         "reconnects": tally.actions.get("reconnect", 0),
         "RSS start MB": rss0,

@@ -206,7 +206,8 @@ def test_readme_run_command_prints_the_url_with_a_token() -> None:
         proc.stdout.close()
 
 
-def test_readme_python_example_runs(server: Server) -> None:
+def test_readme_python_example_runs(subprocess_server: Server) -> None:
+    server = subprocess_server
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code, "the README's Python example moved"

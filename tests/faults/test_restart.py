@@ -268,6 +268,7 @@ async def test_a_restart_of_a_stopped_kernel_cuts_what_it_owes_and_brings_a_new_
         reply, outputs = await client.execute("6*7", timeout=60)
         assert result_of(outputs) == ["42"]
         assert any("did not catch up within 1 s" in line for line in list(srv.stderr))
+        assert any("restarted in" in line and "the old kernel's output 1." in line for line in list(srv.stderr))
         await client.close()
     finally:
         srv.stop()

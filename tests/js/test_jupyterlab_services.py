@@ -15,7 +15,8 @@ HERE = Path(__file__).parent
 
 
 @pytest.mark.parametrize("mode", ["v1", "json"])
-def test_jupyterlab_services_client(server: Server, mode: str) -> None:
+def test_jupyterlab_services_client(subprocess_server: Server, mode: str) -> None:
+    server = subprocess_server
     assert (HERE / "node_modules" / "@jupyterlab" / "services").is_dir(), "run scripts/setup --test"
     result = subprocess.run(["node", "scenario.mjs", server.url, server.token, mode], cwd=HERE,
                             capture_output=True, text=True, timeout=120)

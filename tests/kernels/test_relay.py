@@ -305,16 +305,22 @@ async def test_oversized_websocket_message_closes_only_that_connection(http: aio
         srv.stop()
 
 
-async def test_many_connections_to_one_kernel(http: aiohttp.ClientSession, server: Server, kernel: str) -> None:
+async def test_many_connections_to_one_kernel(http: aiohttp.ClientSession) -> None:
     """400 clients that each use shell and control hold 1,200 ZeroMQ sockets, past ZeroMQ's
-    default of 1,023 per context (a client's sockets open on first use, so each must send)."""
-    clients = await asyncio.gather(*(KernelClient.connect(http, server, kernel) for _ in range(400)))
-    for c in clients:
-        for channel in ("shell", "control"):
-            await c.send(c.message("kernel_info_request", {}, channel=channel))
-    for c in clients:
-        for _ in range(2):
-            await c.next(lambda m: m["header"]["msg_type"] == "kernel_info_reply", timeout=60)
-    reply, _ = await clients[-1].execute("print('still fine')")
-    assert reply["content"]["status"] == "ok"
-    await asyncio.gather(*(c.close() for c in clients))
+    default of 1,023 per context (a client's sockets open on first use, so each must send).
+    A server of its own: 400 clients in the server's own event loop would measure the test."""
+    server = start_server()
+    try:
+        kernel = await start_kernel(http, server)
+        clients = await asyncio.gather(*(KernelClient.connect(http, server, kernel) for _ in range(400)))
+        for c in clients:
+            for channel in ("shell", "control"):
+                await c.send(c.message("kernel_info_request", {}, channel=channel))
+        for c in clients:
+            for _ in range(2):
+                await c.next(lambda m: m["header"]["msg_type"] == "kernel_info_reply", timeout=60)
+        reply, _ = await clients[-1].execute("print('still fine')")
+        assert reply["content"]["status"] == "ok"
+        await asyncio.gather(*(c.close() for c in clients))
+    finally:
+        server.stop()

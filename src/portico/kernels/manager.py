@@ -32,6 +32,7 @@ log = logging.getLogger("portico")
 
 START_ATTEMPTS = 3  # a kernel process that dies while starting is started again, this many times in all
 STARTUP_POLL = 0.1  # seconds between checks that a starting kernel's process is still there
+SLOW_RESTART = 30.0  # seconds past which a restart is logged as a warning, with where the time went
 
 
 BOOT_SCRIPT = str(Path(__file__).with_name("ipykernel_boot.py"))
@@ -342,15 +343,27 @@ class Kernels:
 
     async def restart(self, kernel_id: str) -> Kernel:
         kernel = self.get(kernel_id)
+        phases: dict[str, float] = {}
+        mark = time.monotonic()
+
+        def done(phase: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            phases[phase], mark = now - mark, now
+
         async with kernel.lock:
+            done("waiting for another restart")
             relay = kernel.relay
             assert relay is not None
             kernel.execution_state = "restarting"
             relay.hold()  # no status: restarting pushed: @jupyterlab/services takes it for an automatic restart
             try:
                 await relay.barrier()  # what the old kernel published reaches its clients before it goes
+                done("the old kernel's output")
                 await kernel.km.restart_kernel(now=False)
+                done("shutdown and start")
                 await self._reattach(kernel)
+                done("until it answered")
             except Exception as e:
                 why = described(e)
                 kernel.execution_state, kernel.reason = "dead", f"restart failed: {why}"
@@ -361,7 +374,10 @@ class Kernels:
             relay.release("was restarted")
             if kernel.watcher is None or kernel.watcher.done():
                 kernel.watcher = asyncio.create_task(self._watch(kernel))
-        log.info("kernel %s restarted", kernel_id)
+        took = sum(phases.values())
+        spent = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
+        # What clients sent meanwhile waited that long: a slow restart is worth a warning.
+        (log.warning if took > SLOW_RESTART else log.info)("kernel %s restarted in %.1f s (%s)", kernel_id, took, spent)
         return kernel
 
     async def interrupt(self, kernel_id: str) -> None:
