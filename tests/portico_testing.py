@@ -31,13 +31,11 @@ from portico.settings import Settings
 URL_LINE = re.compile(r"serving at (\S+)")
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
+class Address:
+    """How a test reaches a Portico, in a process of its own or in-process: url and token."""
+
     url: str  # http://127.0.0.1:PORT/base/
     token: str
-    stderr: list[str] = field(default_factory=list)
-    drain: threading.Thread | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -46,6 +44,15 @@ class Server:
     @property
     def ws_url(self) -> str:
         return "ws" + self.url[4:]
+
+
+@dataclass
+class Server(Address):
+    proc: subprocess.Popen[str]
+    url: str
+    token: str
+    stderr: list[str] = field(default_factory=list)
+    drain: threading.Thread | None = None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -426,21 +433,13 @@ async def in_process(**options: Any) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 @dataclass
-class LocalServer:
+class LocalServer(Address):
     """The whole app in this test's event loop on 127.0.0.1 and an ephemeral port, used as a
     Server is (url, headers, its log lines in stderr); see serving()."""
 
     url: str
     token: str
     stderr: list[str] = field(default_factory=list)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}
-
-    @property
-    def ws_url(self) -> str:
-        return "ws" + self.url[4:]
 
 
 class _Lines(logging.Handler):

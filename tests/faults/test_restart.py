@@ -141,6 +141,27 @@ async def flood_stalled(
                     os.kill(srv.proc.pid, signal.SIGCONT)
 
 
+async def restart_during_a_stalled_flood(
+    http: aiohttp.ClientSession, srv: Server, kid: str, client: KernelClient, marker: Path
+) -> None:
+    """A REST restart asked while Portico is stopped with a finished flood still in the kernel's
+    queue: the restart answers 200, every number arrives with the flood's ok reply, and the new
+    kernel serves."""
+    restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
+
+    async def ask_for_a_restart() -> None:
+        restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers)))
+        await asyncio.sleep(0.5)  # the request waits in the stalled server's socket
+
+    reply, received = await flood_stalled(client, srv, ask_for_a_restart, marker)
+    async with await restart[0] as r:
+        assert r.status == 200, await r.text()
+    assert received == [str(i) for i in range(6000)]
+    assert reply is not None and reply["content"]["status"] == "ok"
+    reply, outputs = await client.execute("6*7", timeout=60)
+    assert result_of(outputs) == ["42"]
+
+
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
     http: aiohttp.ClientSession, transport: str, tmp_path: Path
@@ -151,19 +172,7 @@ async def test_a_rest_restart_keeps_the_output_the_kernel_published_before_it(
     try:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid, v1=False)
-        restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
-
-        async def ask_for_a_restart() -> None:
-            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers)))
-            await asyncio.sleep(0.5)  # the request waits in the stalled server's socket
-
-        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / "done")
-        async with await restart[0] as r:
-            assert r.status == 200
-        assert received == [str(i) for i in range(6000)]
-        assert reply is not None and reply["content"]["status"] == "ok"
-        reply, outputs = await client.execute("1+1", timeout=60)
-        assert result_of(outputs) == ["2"]
+        await restart_during_a_stalled_flood(http, srv, kid, client, tmp_path / "done")
         await client.close()
     finally:
         srv.stop()
@@ -361,19 +370,7 @@ async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_res
         kid = await start_kernel(http, srv, name="quiet")
         assert await logged(srv, "publishes no status for control requests", timeout=60)
         client = await KernelClient.connect(http, srv, kid, v1=False)
-        restart: list[asyncio.Task[aiohttp.ClientResponse]] = []
-
-        async def ask_for_a_restart() -> None:
-            restart.append(asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers)))
-            await asyncio.sleep(0.5)
-
-        reply, received = await flood_stalled(client, srv, ask_for_a_restart, tmp_path / "done")
-        async with await restart[0] as r:
-            assert r.status == 200, await r.text()
-        assert received == [str(i) for i in range(6000)]
-        assert reply is not None and reply["content"]["status"] == "ok"
-        reply, outputs = await client.execute("6*7", timeout=60)
-        assert result_of(outputs) == ["42"]
+        await restart_during_a_stalled_flood(http, srv, kid, client, tmp_path / "done")
         await client.close()
     finally:
         srv.stop()
