@@ -21,9 +21,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from portico.app import build_app
+from portico.cli import app_runner, listening_port
 from portico.kernels import wire
 from portico.logs import TEXT_FORMAT
 from portico.settings import Settings
@@ -210,7 +212,7 @@ class KernelClient:
         return str(msg["header"]["msg_id"])
 
     async def execute(
-        self, code: str, timeout: float = 30, **content: Any
+        self, code: str, timeout: float = 30, stall: float | None = None, **content: Any
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run code; return (execute_reply, iopub messages of this execution) once idle."""
         msg_id = await self.request(
@@ -225,15 +227,22 @@ class KernelClient:
                 **content,
             },
         )
-        return await self.collect(msg_id, timeout)
+        return await self.collect(msg_id, timeout, stall)
 
-    async def collect(self, msg_id: str, timeout: float = 30) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def collect(
+        self, msg_id: str, timeout: float = 30, stall: float | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The reply and output of one request, once idle, within timeout s; with stall, a long
+        flow may take as long as it flows, and only a gap of stall s without a message fails."""
         reply: dict[str, Any] | None = None
         outputs: list[dict[str, Any]] = []
         idle = False
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout if stall is None else None):
             while reply is None or not idle:
-                msg = await self.messages.get()
+                try:
+                    msg = await asyncio.wait_for(self.messages.get(), stall)
+                except TimeoutError:
+                    raise AssertionError(f"stalled: no message for {stall} s ({len(outputs)} outputs so far)") from None
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 if msg["channel"] == "iopub":
@@ -291,6 +300,12 @@ def raw_websocket(srv: Server, kid: str, session_id: str, rcvbuf: int = 4096) ->
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
+
+
+def pong(sock: socket.socket, ping: bytes) -> None:
+    """Answer a server's ping as a browser does (a client's frames are masked)."""
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x8A, 0x80 | len(ping)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(ping)))
 
 
 def websocket_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
@@ -456,23 +471,29 @@ class _Lines(logging.Handler):
 async def serving(**options: Any) -> AsyncIterator[LocalServer]:
     """Portico in-process, served on a real socket with its start-up and staged shutdown, for
     tests that talk to it as clients do (aiohttp sessions, WebSockets, KernelClient) but need no
-    command line or signals; the portico logger's records are kept as the server's lines."""
+    command line or signals; Portico's and aiohttp's log records (access lines, errors) are kept
+    as the server's lines."""
     defaults: dict[str, Any] = {"token": "test-token", "pool_size": 0, "proxy_entry_points": False}
     settings = Settings(**{**defaults, **options})
-    server = TestServer(build_app(settings), host="127.0.0.1")
+    runner = app_runner(settings)
     local = LocalServer("", settings.token)
-    handler, logger = _Lines(local.stderr), logging.getLogger("portico")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    handler = _Lines(local.stderr)
+    loggers = [logging.getLogger(name) for name in ("portico", "aiohttp.access", "aiohttp.server")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
-        await server.start_server()
-        local.url = f"http://127.0.0.1:{server.port}{settings.base_url}"
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        local.url = f"http://127.0.0.1:{listening_port(site, 0)}{settings.base_url}"
         yield local
     finally:
-        await server.close()
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        await runner.cleanup()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:

@@ -184,6 +184,29 @@ async def start_kernel_tls(http: aiohttp.ClientSession, url: str, headers: dict[
         return str((await r.json())["id"])
 
 
+async def test_disable_auth_warns_loudly_and_opens(http: aiohttp.ClientSession) -> None:
+    srv = start_server("--disable-auth", token=None)
+    try:
+        async with http.get(srv.url + "api/kernels") as r:
+            assert r.status == 200
+        assert "token=" not in srv.url
+    finally:
+        srv.stop()
+    assert any("AUTHENTICATION IS DISABLED" in line for line in srv.stderr)
+
+
+async def test_generated_token_is_printed_and_required(http: aiohttp.ClientSession) -> None:
+    srv = start_server(token=None)
+    try:
+        assert len(srv.token) >= 32
+        async with http.get(srv.url + "api/kernels") as r:
+            assert r.status == 401
+        async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
+            assert r.status == 200
+    finally:
+        srv.stop()
+
+
 def test_readme_run_command_prints_the_url_with_a_token() -> None:
     readme = (ROOT / "README.md").read_text()
     run = re.search(r"^(scripts/run)$", readme, re.M)

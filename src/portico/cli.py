@@ -77,15 +77,28 @@ def url(s: Settings, port: int) -> str:
     return f"{scheme}://{host}:{port}{s.base_url}{query}"
 
 
+def app_runner(s: Settings) -> web.AppRunner:
+    """The app as Portico serves it: its access lines, signals left to serve(), the drain's timeout
+    (and aiohttp's default of not cancelling a handler whose client went away)."""
+    return web.AppRunner(
+        build_app(s), access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=s.shutdown_timeout
+    )
+
+
+def listening_port(site: web.TCPSite, asked: int) -> int:
+    """The port a site listens on: the one the system chose when asked for 0."""
+    server = site._server
+    sockets = getattr(server, "sockets", None)
+    return int(sockets[0].getsockname()[1]) if sockets else asked
+
+
 async def serve(s: Settings) -> None:
     tls = ssl_context(s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anything starts: no window without cleanup
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(
-        build_app(s), access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=s.shutdown_timeout
-    )
+    runner = app_runner(s)
     await runner.setup()
     try:
         site = web.TCPSite(runner, s.ip, s.port, ssl_context=tls)
@@ -95,8 +108,7 @@ async def serve(s: Settings) -> None:
             raise SettingsError(
                 f"cannot listen on {s.ip}:{s.port}: {e.strerror}; choose another --port or --ip"
             ) from None
-        server = site._server
-        port: int = server.sockets[0].getsockname()[1] if server is not None and server.sockets else s.port  # type: ignore[attr-defined]
+        port = listening_port(site, s.port)
         if s.disable_auth:
             log.warning("AUTHENTICATION IS DISABLED: anyone who can reach %s:%d can run code as this user", s.ip, port)
         print(f"Portico {__version__} is serving at {url(s, port)}", flush=True)

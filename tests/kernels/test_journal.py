@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from portico.kernels.journal import Journal, size_of
-from portico_testing import KernelClient, Server, start_kernel, start_server
+from portico_testing import KernelClient, Server, serving, start_kernel
 
 FLOOD = "from IPython.display import display\nfor i in range(20000): display({'text/plain': str(i)}, raw=True)"
 
@@ -109,8 +109,7 @@ async def test_a_late_client_asking_from_zero_gets_the_whole_flood(
 
 
 async def test_an_evicted_range_is_reported(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--journal-max-bytes", "200000")
-    try:
+    async with serving(journal_max_bytes=200000) as srv:
         kid = await start_kernel(http, srv)
         runner = await KernelClient.connect(http, srv, kid)
         await runner.execute(
@@ -125,8 +124,6 @@ async def test_an_evicted_range_is_reported(http: aiohttp.ClientSession) -> None
         assert following["metadata"]["portico_seq"] == gap["content"]["last"] + 1
         await runner.close()
         await late.close()
-    finally:
-        srv.stop()
 
 
 async def test_clients_that_do_not_ask_see_no_sequence_numbers(
@@ -166,8 +163,7 @@ async def test_since_must_be_a_number(http: aiohttp.ClientSession, server: Serve
 
 
 async def test_rate_limit_trips_with_a_notice_when_turned_on(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--limit-rate", "true", "--iopub-msg-rate-limit", "50", "--rate-limit-window", "1")
-    try:
+    async with serving(limit_rate=True, iopub_msg_rate_limit=50, rate_limit_window=1) as srv:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         _, outputs = await client.execute(
@@ -180,6 +176,4 @@ async def test_rate_limit_trips_with_a_notice_when_turned_on(http: aiohttp.Clien
         assert len(shown) < 500 and len(notices) == 1
         assert "iopub_msg_rate_limit" in notices[0]["content"]["text"]
         await client.close()
-    finally:
-        srv.stop()
     assert any("IOPub message rate exceeded" in line for line in srv.stderr)

@@ -11,12 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, eventually, logged, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, eventually, logged, serving, start_kernel, stdout_of
 
 
 async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server("--max-kernels", "10", "--root-dir", str(root_dir))
-    try:
+    async with serving(max_kernels=10, root_dir=str(root_dir)) as srv:
 
         async def create() -> int:
             async with http.post(srv.url + "api/kernels", json={}, headers=srv.headers) as r:
@@ -32,8 +31,6 @@ async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.Clie
         assert len(kernels) == 10 and all(k["execution_state"] == "idle" for k in kernels), [
             k["execution_state"] for k in kernels
         ]
-    finally:
-        srv.stop()
 
 
 SECRET_CHECK = (
@@ -42,11 +39,13 @@ SECRET_CHECK = (
 )
 
 
-async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
+async def test_server_secrets_never_reach_a_kernel(
+    http: aiohttp.ClientSession, root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"AWS_SECRET_ACCESS_KEY": "hunter2", "PORTICO_TOKEN": "secret-token", "EXTRA": "from-server"}
-    srv = start_server("--root-dir", str(root_dir), token=None, env=env)
-    try:
-        assert srv.token == "secret-token"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    async with serving(root_dir=str(root_dir), token="secret-token") as srv:
         for body in (
             {},
             {"env": {"KERNEL_A": "a", "AWS_SECRET_ACCESS_KEY": "x", "EXTRA": "y", "KERNEL_TOKEN": "secret-token"}},
@@ -57,21 +56,13 @@ async def test_server_secrets_never_reach_a_kernel(http: aiohttp.ClientSession, 
             expected = "[] a None\n" if body else "[] None None\n"
             assert stdout_of(outputs) == expected
             await client.close()
-    finally:
-        srv.stop()
 
 
-async def test_operator_allow_lists_reach_the_kernel(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server(
-        "--kernel-env-inherit",
-        "EXTRA",
-        "--kernel-env-allow",
-        "MY_OPT",
-        "--root-dir",
-        str(root_dir),
-        env={"EXTRA": "inherited"},
-    )
-    try:
+async def test_operator_allow_lists_reach_the_kernel(
+    http: aiohttp.ClientSession, root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXTRA", "inherited")
+    async with serving(kernel_env_inherit=["EXTRA"], kernel_env_allow=["MY_OPT"], root_dir=str(root_dir)) as srv:
         kid = await start_kernel(http, srv, env={"MY_OPT": "yes", "OTHER": "no"})
         client = await KernelClient.connect(http, srv, kid)
         _, outputs = await client.execute(
@@ -80,15 +71,10 @@ async def test_operator_allow_lists_reach_the_kernel(http: aiohttp.ClientSession
         )
         assert stdout_of(outputs) == "inherited yes None False\n"
         await client.close()
-    finally:
-        srv.stop()
 
 
 async def test_idle_kernels_are_culled_and_clients_told(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server(
-        "--cull-idle-timeout", "1", "--cull-interval", "0.5", "--cull-connected", "true", "--root-dir", str(root_dir)
-    )
-    try:
+    async with serving(cull_idle_timeout=1, cull_interval=0.5, cull_connected=True, root_dir=str(root_dir)) as srv:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         await asyncio.wait_for(client.closed.wait(), 10)
@@ -96,13 +82,10 @@ async def test_idle_kernels_are_culled_and_clients_told(http: aiohttp.ClientSess
         async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
             assert r.status == 404
         assert await logged(srv, f"kernel {kid} culled after")
-    finally:
-        srv.stop()
 
 
 async def test_connected_kernels_are_not_culled_by_default(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server("--cull-idle-timeout", "0.5", "--cull-interval", "0.2", "--root-dir", str(root_dir))
-    try:
+    async with serving(cull_idle_timeout=0.5, cull_interval=0.2, root_dir=str(root_dir)) as srv:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         await asyncio.sleep(1.5)
@@ -112,8 +95,6 @@ async def test_connected_kernels_are_not_culled_by_default(http: aiohttp.ClientS
         await asyncio.sleep(1.5)
         async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
             assert r.status == 404
-    finally:
-        srv.stop()
 
 
 async def test_metrics_count_kernels_connections_messages_requests(
@@ -154,9 +135,8 @@ async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientS
 
     # The idle timeout must outlast the gap between the start and the first execute, which a busy
     # machine stretches; the culled kernel is then awaited, not timed.
-    args = ("--cull-idle-timeout", "5", "--cull-interval", "0.2", "--root-dir", str(root_dir))
-    keep, cull = start_server(*args), start_server(*args, "--cull-busy", "true")
-    try:
+    options = {"cull_idle_timeout": 5, "cull_interval": 0.2, "root_dir": str(root_dir)}
+    async with serving(**options) as keep, serving(**options, cull_busy=True) as cull:
         kept, culled = await busy_kernel(keep), await busy_kernel(cull)
 
         async def gone() -> bool:
@@ -167,14 +147,11 @@ async def test_busy_kernels_are_culled_only_with_cull_busy(http: aiohttp.ClientS
         await asyncio.sleep(1)
         async with http.get(f"{keep.url}api/kernels/{kept}", headers=keep.headers) as r:
             assert r.status == 200 and (await r.json())["execution_state"] == "busy"
-        assert not any("culled after" in line for line in list(keep.stderr))
-    finally:
-        keep.stop()
-        cull.stop()
+        assert not any(f"kernel {kept} culled" in line for line in list(keep.stderr))  # both servers log here
 
 
 async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(
-    http: aiohttp.ClientSession, tmp_path: Path
+    http: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = tmp_path / "kernels" / "crashy"
     spec.mkdir(parents=True)
@@ -187,15 +164,13 @@ async def test_a_kernel_that_exits_while_starting_fails_fast_and_clearly(
             }
         )
     )
-    srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
-    try:
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    async with serving() as srv:
         async with http.post(srv.url + "api/kernels", json={"name": "crashy"}, headers=srv.headers) as r:
             body = await r.json()
         assert r.status == 503 and "exited while starting (exit code 3), 3 times" in body["message"]
         assert await logged(srv, "exited while starting (attempt 3 of 3)")
         assert await start_kernel(http, srv)  # the server serves on
-    finally:
-        srv.stop()
 
 
 ONCE = """
@@ -210,7 +185,7 @@ runpy.run_module("ipykernel_launcher", run_name="__main__")
 
 
 async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
-    http: aiohttp.ClientSession, tmp_path: Path
+    http: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = tmp_path / "kernels" / "once"
     spec.mkdir(parents=True)
@@ -224,8 +199,8 @@ async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
             }
         )
     )
-    srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
-    try:
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    async with serving() as srv:
         kid = await start_kernel(http, srv, name="once")
         client = await KernelClient.connect(http, srv, kid)
         async with http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers) as r:
@@ -236,14 +211,11 @@ async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
             assert (await r.json())["execution_state"] == "dead"
         await client.close()
         assert await start_kernel(http, srv)  # the server serves on
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, transport: str) -> None:
-    srv = start_server("--kernel-transport", transport, "--root-dir", str(root_dir))
-    try:
+    async with serving(kernel_transport=transport, root_dir=str(root_dir)) as srv:
         kid = await start_kernel(http, srv)
         client = await KernelClient.connect(http, srv, kid)
         _, outputs = await client.execute(
@@ -254,8 +226,6 @@ async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, tr
         assert kind == transport
         sockets = list(Path(connection_file).parent.glob("k-*-ipc-*"))
         await client.close()
-    finally:
-        srv.stop()
     if transport == "ipc":
         assert len(sockets) == 5 and Path(connection_file).parent.name.startswith("portico-")
         assert not Path(connection_file).parent.exists(), "the ipc directory is removed at shutdown"

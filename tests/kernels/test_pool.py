@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import nbformat
 import pytest
 
-from portico_testing import KernelClient, Server, logged, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, LocalServer, Server, logged, serving, start_kernel, stdout_of
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,10 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def pooled(seed: Path, root_dir: Path) -> Iterator[Server]:
-    srv = start_server("--pool-size", "2", "--seed", str(seed), "--root-dir", str(root_dir))
-    yield srv
-    srv.stop()
+@pytest.fixture
+async def pooled(seed: Path, root_dir: Path) -> AsyncIterator[LocalServer]:
+    async with serving(pool_size=2, seed=str(seed), root_dir=str(root_dir)) as srv:
+        yield srv
 
 
 async def pool_count(http: aiohttp.ClientSession, srv: Server) -> float:
@@ -95,23 +94,17 @@ async def test_a_failing_seed_fails_the_start_clearly(http: aiohttp.ClientSessio
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("raise ValueError('bad seed')")]
     nbformat.write(nb, tmp_path / "bad.ipynb")
-    srv = start_server("--seed", str(tmp_path / "bad.ipynb"))
-    try:
+    async with serving(seed=str(tmp_path / "bad.ipynb")) as srv:
         async with http.post(srv.url + "api/kernels", json={}, headers=srv.headers) as r:
             body = await r.json()
         assert r.status == 503 and "code cell 1: ValueError: bad seed" in body["message"]
         async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
             assert await r.json() == []
-    finally:
-        srv.stop()
 
 
 async def test_twenty_simultaneous_creates_with_an_empty_pool(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    srv = start_server("--root-dir", str(root_dir))
-    try:
+    async with serving(root_dir=str(root_dir)) as srv:
         ids = await asyncio.gather(*(start_kernel(http, srv) for _ in range(20)))
         assert len(set(ids)) == 20
         outputs = await asyncio.gather(*(run(http, srv, kid, "print('ok')") for kid in ids))
         assert outputs == ["ok\n"] * 20
-    finally:
-        srv.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, start_kernel, stdout_of
+from portico_testing import KernelClient, Server, serving, start_kernel, stdout_of
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
@@ -140,17 +140,12 @@ async def test_every_path_field_follows_the_one_confinement_rule(
 
 
 async def test_oversized_body_is_413(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    from portico_testing import start_server
-
-    srv = start_server("--max-body-size", "1000", "--root-dir", str(root_dir))
-    try:
+    async with serving(max_body_size=1000, root_dir=str(root_dir)) as srv:
         async with http.post(srv.url + "api/kernels", data=b"{" + b" " * 5000 + b"}", headers=srv.headers) as r:
             assert r.status == 413
             assert "max_body_size" in (await r.json())["message"]
         async with http.get(srv.url + "api", headers=srv.headers) as r:
             assert r.status == 200
-    finally:
-        srv.stop()
 
 
 async def test_sessions(http: aiohttp.ClientSession, server: Server) -> None:
@@ -190,14 +185,9 @@ async def test_sessions(http: aiohttp.ClientSession, server: Server) -> None:
 
 
 async def test_listing_kernels_can_be_turned_off(http: aiohttp.ClientSession, root_dir: Path) -> None:
-    from portico_testing import start_server
-
-    srv = start_server("--list-kernels", "false", "--root-dir", str(root_dir))
-    try:
+    async with serving(list_kernels=False, root_dir=str(root_dir)) as srv:
         async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
             assert r.status == 404 and "list_kernels" in (await r.json())["message"]
-    finally:
-        srv.stop()
 
 
 async def test_concurrent_creates_with_one_kernel_id_start_one_kernel(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from portico_testing import Server, logged, start_server, write_notebook
+from portico_testing import Server, logged, serving, write_notebook
 
 
 def version(n: int, extra: list[str] | None = None) -> list[str]:
@@ -29,25 +30,18 @@ def save(path: Path, cells: list[str]) -> None:
 
 @pytest.mark.parametrize("watch", ["events", "polling"])
 async def test_a_saved_change_is_served_and_no_request_fails(
-    http: aiohttp.ClientSession, tmp_path: Path, watch: str
+    http: aiohttp.ClientSession, tmp_path: Path, watch: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With file system events (watchfiles), and without them: watchfiles made unimportable
     stands in for a platform that has none, and Portico looks at the file's stamp instead."""
-    env = {}
     if watch == "polling":
-        shadow = tmp_path / "shadow" / "watchfiles"
-        shadow.mkdir(parents=True)
-        (shadow / "__init__.py").write_text("raise ImportError('no file system events here')\n")
-        env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+        monkeypatch.setitem(sys.modules, "watchfiles", None)  # import watchfiles raises ImportError
     notebook = tmp_path / "api.ipynb"
     write_notebook(notebook, version(1))
-    server = start_server("--notebook", str(notebook), "--reload", "--notebook-pool-max", "2", env=env)
-    try:
+    async with serving(notebook=[str(notebook)], reload=True, notebook_pool_max=2) as server:
         await _exercise(http, server, notebook)
-        fallback = [line for line in list(server.stderr) if "no file system events" in line]
-        assert bool(fallback) == (watch == "polling"), fallback
-    finally:
-        server.stop()
+    fallback = [line for line in server.stderr if "no file system events" in line]
+    assert bool(fallback) == (watch == "polling"), fallback
 
 
 async def get(http: aiohttp.ClientSession, server: Server, path: str) -> tuple[int, str]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, start_kernel, start_server
+from portico_testing import KernelClient, LocalServer, Server, serving, start_kernel
 
 
-@pytest.fixture(scope="module")
-def cors_server() -> Iterator[Server]:
-    srv = start_server("--allow-origin-pat", r"https://app\.example\.com", "--allow-credentials", "true",
-                       "--max-age", "600")
-    yield srv
-    srv.stop()
+@pytest.fixture
+async def cors_server() -> AsyncIterator[LocalServer]:
+    async with serving(allow_origin_pat=r"https://app\.example\.com", allow_credentials=True, max_age=600) as srv:
+        yield srv
 
 
 async def test_token_in_header_bearer_or_query(http: aiohttp.ClientSession, server: Server) -> None:
@@ -85,35 +83,9 @@ async def test_no_cors_headers_by_default(http: aiohttp.ClientSession, server: S
         assert r.status == 204 and "Access-Control-Allow-Origin" not in r.headers
 
 
-async def test_disable_auth_warns_loudly_and_opens(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--disable-auth", token=None)
-    try:
-        async with http.get(srv.url + "api/kernels") as r:
-            assert r.status == 200
-        assert "token=" not in srv.url
-    finally:
-        srv.stop()
-    assert any("AUTHENTICATION IS DISABLED" in line for line in srv.stderr)
-
-
-async def test_generated_token_is_printed_and_required(http: aiohttp.ClientSession) -> None:
-    srv = start_server(token=None)
-    try:
-        assert len(srv.token) >= 32
-        async with http.get(srv.url + "api/kernels") as r:
-            assert r.status == 401
-        async with http.get(srv.url + "api/kernels", headers=srv.headers) as r:
-            assert r.status == 200
-    finally:
-        srv.stop()
-
-
 async def test_metrics_can_be_public(http: aiohttp.ClientSession) -> None:
-    srv = start_server("--metrics-public", "true")
-    try:
+    async with serving(metrics_public=True) as srv:
         async with http.get(srv.url + "metrics") as r:
             assert r.status == 200 and "portico_kernels" in await r.text()
         async with http.get(srv.url + "api/kernels") as r:
             assert r.status == 401
-    finally:
-        srv.stop()

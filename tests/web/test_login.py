@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from portico_testing import Server, start_server
+from portico_testing import Server, serving
 
 
 @pytest.fixture
@@ -92,14 +92,11 @@ async def test_login_form_and_logout(browser: aiohttp.ClientSession, server: Ser
 
 async def test_a_cookie_is_no_good_on_a_server_with_another_token(browser: aiohttp.ClientSession, server: Server) -> None:
     await login(browser, server)
-    other = start_server("--token", "another-token", token=None)
-    try:
+    async with serving(token="another-token") as other:
         cookie = "; ".join(f"{name}={c.value}" for name, c in browser.cookie_jar.filter_cookies(URL(server.url)).items())
         async with aiohttp.ClientSession() as plain:
             async with plain.get(other.url + "api/kernels", headers={"Cookie": cookie}) as r:
                 assert r.status == 401
-    finally:
-        other.stop()
 
 
 async def test_page_assets_need_no_token_and_stay_in_their_directory(http: aiohttp.ClientSession, server: Server) -> None:
