@@ -475,7 +475,6 @@ async def serving(**options: Any) -> AsyncIterator[LocalServer]:
     as the server's lines."""
     defaults: dict[str, Any] = {"token": "test-token", "pool_size": 0, "proxy_entry_points": False}
     settings = Settings(**{**defaults, **options})
-    runner = app_runner(settings)
     local = LocalServer("", settings.token)
     handler = _Lines(local.stderr)
     loggers = [logging.getLogger(name) for name in ("portico", "aiohttp.access", "aiohttp.server")]
@@ -483,14 +482,17 @@ async def serving(**options: Any) -> AsyncIterator[LocalServer]:
     for logger in loggers:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    runner = None
     try:
+        runner = app_runner(settings)  # what building the app logs is the server's too
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         local.url = f"http://127.0.0.1:{listening_port(site, 0)}{settings.base_url}"
         yield local
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, start_server
+from portico_testing import Server, serving, start_server, write_notebook
 
 PANEL_APP = "import panel as pn\n\npn.panel('Hello from a Panel app').servable()\n"
 
@@ -105,3 +105,22 @@ async def test_plugins_that_fail_to_load_are_reported_and_the_others_served(
     log = "".join(server.stderr)
     assert "proxy plugin 'hubonly' (entry point hub_only_proxy:setup) failed to load" in log
     assert "KeyError: 'JUPYTERHUB_SERVICE_PREFIX'" in log
+
+
+async def test_a_notebook_asked_for_by_name_takes_a_segment_from_a_plugin_nobody_named(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Kernel Gateway's kernel_api notebook serves GET /hello at the root; hello-jupyter-proxy, installed
+    here, claims /hello too.  The notebook the command line names is served, and the plugin is reported
+    as not served, with why; the other plugins are served as before."""
+    notebook = write_notebook(tmp_path / "kernel_api.ipynb", ["# GET /hello\nprint('hello world')"])
+    async with serving(notebook=[notebook], proxy_entry_points=True) as srv:
+        async with http.get(srv.url + "hello", headers=srv.headers) as r:
+            assert (r.status, await r.text()) == (200, "hello world\n")
+        async with http.get(srv.url + "api/status", headers=srv.headers) as r:
+            broken = {b["name"]: b for b in (await r.json())["broken_plugins"]}
+        assert f"/hello is taken by notebook {notebook}" in broken["hello"]["error"]
+        async with http.get(srv.url + "server-proxy/servers-info", headers=srv.headers) as r:
+            names = {s["name"] for s in (await r.json())["server_processes"]}
+        assert "panel" in names and "hello" not in names
+        assert any("proxy plugin" in line and "is not served" in line for line in srv.stderr)

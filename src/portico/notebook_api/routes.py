@@ -82,7 +82,9 @@ class Mount:
             for route in api.routes:
                 first = first_segment(route.path)
                 owner = owners.owner(first)
-                if owner == NOTEBOOK:  # shadowed by the notebook mounted there, as before: said, not refused
+                if owners.gives_way(first):  # a proxy plugin nobody named: the notebook asked for is served
+                    owners.give_way(first, f"notebook {file} ({route.verb} {route.path})")
+                elif owner == NOTEBOOK:  # shadowed by the notebook mounted there, as before: said, not refused
                     log.warning(
                         "notebook %s: %s %s is not reachable: /%s/ is another notebook's prefix",
                         file,

@@ -20,6 +20,7 @@ import logging
 import mimetypes
 import re
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -42,21 +43,34 @@ class ProxyRoutes:
     def __init__(self, settings: Settings, owners: Owners) -> None:
         self.settings = settings
         self.config: ProxyConfig = config.load(settings)
+        self.processes: dict[str, Process] = {}
+        self.icons: dict[str, Path] = {}
         for name, spec in list(self.config.servers.items()):
+            plugin = spec.source.startswith("entry point")
             if owners.owner(name) is None:
-                owners.claim(name, PROXIED, f"server {name!r}")
+                # a plugin nobody named gives way to a notebook's routes the user asked for
+                owners.claim(name, PROXIED, f"server {name!r}", partial(self._give_way, name) if plugin else None)
             else:
                 problem = f"server {name!r}: the name is one of Portico's own routes"
-                if not spec.source.startswith("entry point"):
+                if not plugin:
                     raise SettingsError(problem + "; choose another")
-                log.warning("proxy plugin %s is not served: %s", spec.source, problem)
-                del self.config.servers[name]
-                self.config.broken += (BrokenPlugin(name, spec.source.removeprefix("entry point "), problem),)
+                self._drop(name, problem)
         self.processes = {name: Process(spec, settings) for name, spec in self.config.servers.items()}
         self.forwarder = Forwarder(settings.token, settings.proxy_connect_timeout, settings.proxy_response_timeout)
         self.icons = {
             name: Path(spec.launcher.icon_path) for name, spec in self.config.servers.items() if spec.launcher.icon_path
         }
+
+    def _drop(self, name: str, problem: str) -> None:
+        """A plugin served nowhere: said in the log and in /api/status."""
+        spec = self.config.servers.pop(name)
+        log.warning("proxy plugin %s is not served: %s", spec.source, problem)
+        self.config.broken += (BrokenPlugin(name, spec.source.removeprefix("entry point "), problem),)
+        self.processes.pop(name, None)
+        self.icons.pop(name, None)
+
+    def _give_way(self, name: str, to: str) -> None:
+        self._drop(name, f"server {name!r}: /{name} is taken by {to}, which was asked for by name")
 
     @property
     def xsrf_exempt_prefixes(self) -> tuple[str, ...]:
