@@ -213,6 +213,61 @@ async def test_a_restart_that_fails_says_why_to_rest_and_to_every_client(
         assert await start_kernel(http, srv)  # the server serves on
 
 
+async def test_restarts_asked_for_while_one_waits_to_begin_join_it(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    """Five REST restarts at once: every one answered 200 by a restart that began after it was
+    asked, but the ones that came while another waited for its turn joined that one, so the
+    kernel restarts at most twice instead of five times one after another."""
+    async with serving(root_dir=str(root_dir)) as srv:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        _, outputs = await client.execute("import os; print(os.getpid())")
+        before = stdout_of(outputs)
+
+        async def restart() -> int:
+            async with http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers) as r:
+                return r.status
+
+        assert await asyncio.gather(*(restart() for _ in range(5))) == [200] * 5
+        restarted = [line for line in srv.stderr if f"kernel {kid} restarted in" in line]
+        assert 1 <= len(restarted) <= 2, restarted
+        assert any("joins that one" in line for line in srv.stderr)
+        _, outputs = await client.execute("import os; print(os.getpid())", timeout=60)
+        assert stdout_of(outputs) != before
+        await client.close()
+
+
+async def test_a_kernel_shut_down_while_it_restarts_stays_gone(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    """DELETE during a restart: the restart is ended with the kernel (no new kernel process comes
+    back after the 204), and the restart's caller is told the kernel is gone."""
+    async with serving(root_dir=str(root_dir)) as srv:
+        before = _children()
+        kid = await start_kernel(http, srv)
+        assert _children() - before, "the kernel is a child of this process (Portico runs in-process)"
+        restart = asyncio.create_task(http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers))
+        await eventually(lambda: _state_is(http, srv, kid, "restarting"), "the restart to begin")
+        async with http.delete(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 204
+        async with await restart as r:
+            body = await r.json()
+        assert r.status == 404 and "shut down while it restarted" in body["message"], body
+        async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 404
+        assert not _children() - before, "no kernel process of it is left"
+
+
+async def _state_is(http: aiohttp.ClientSession, srv: Server, kid: str, state: str) -> bool:
+    async with http.get(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+        return r.status == 200 and (await r.json())["execution_state"] == state
+
+
+def _children() -> set[int]:
+    """This process's child processes (the kernels an in-process Portico started), zombies aside."""
+    pids = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return {p for p in pids if not Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].startswith(" Z")}
+
+
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 async def test_kernel_transports(http: aiohttp.ClientSession, root_dir: Path, transport: str) -> None:
     async with serving(kernel_transport=transport, root_dir=str(root_dir)) as srv:

@@ -34,6 +34,8 @@ class Kernel:
     restarts: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     watcher: asyncio.Task[None] | None = None
+    next_restart: asyncio.Task[Kernel] | None = None  # a restart asked for that waits to begin: joined
+    restarts_running: set[asyncio.Task[Kernel]] = field(default_factory=set)  # ended with the kernel
     seed: Seed | None = None  # run on start and after every restart
 
     def model(self) -> dict[str, Any]:

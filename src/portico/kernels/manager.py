@@ -342,7 +342,27 @@ class Kernels:
             ) from None
 
     async def restart(self, kernel_id: str) -> Kernel:
+        """Restart a kernel.  Requests that come while a restart waits for another to end join the
+        waiting one: each is answered by a restart that began after it was asked, and clients'
+        messages are not held through a queue of restarts one after another."""
         kernel = self.get(kernel_id)
+        if kernel.next_restart is None or kernel.next_restart.done():
+            task = kernel.next_restart = asyncio.create_task(self._restart(kernel))
+            kernel.restarts_running.add(task)
+            task.add_done_callback(kernel.restarts_running.discard)
+        else:
+            log.info("kernel %s: restart asked for while one waits to begin; it joins that one", kernel_id)
+        task = kernel.next_restart
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current and current.cancelling()):  # the kernel was ended meanwhile
+                raise NotFound(f"Kernel {kernel_id} was shut down while it restarted.") from None
+            raise
+
+    async def _restart(self, kernel: Kernel) -> Kernel:
+        kernel_id = kernel.id
         phases: dict[str, float] = {}
         mark = time.monotonic()
 
@@ -352,6 +372,7 @@ class Kernels:
             phases[phase], mark = now - mark, now
 
         async with kernel.lock:
+            kernel.next_restart = None  # begun: a restart asked for from now on is a new one
             done("waiting for another restart")
             relay = kernel.relay
             assert relay is not None
@@ -404,6 +425,10 @@ class Kernels:
         self._alive.discard(kernel)
         if kernel.watcher is not None:
             kernel.watcher.cancel()
+        restarts = list(kernel.restarts_running)  # a restart must not bring back a kernel being ended
+        for task in restarts:
+            task.cancel()
+        await asyncio.gather(*restarts, return_exceptions=True)
         if kernel.relay is not None:
             await kernel.relay.close(f"kernel {reason}")
         try:
