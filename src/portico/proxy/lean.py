@@ -8,6 +8,10 @@ the backend's reading paused while the client lags.  Anything else goes through 
 A body of known length goes through a BodyRelay: the backend's socket is read straight into
 a buffer that is handed, as it is, to the client's transport, so each byte is copied only by
 the two system calls (no bytes objects, no parser, no task wake-up per piece).
+
+The protocols' callbacks cannot await, so each hands its news to the one coroutine waiting
+on it through a future made for that wait (a response's head, a relay's end), as asyncio's
+own streams do; an Event would have to be cleared and re-armed for every response.
 """
 
 from __future__ import annotations
