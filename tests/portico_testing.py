@@ -344,9 +344,7 @@ def stdout_of(outputs: list[dict[str, Any]]) -> str:
 
 async def logged(server: Server | LocalServer, text: str, timeout: float = 10) -> bool:
     """Whether the server logs text within timeout (its stderr is read by another thread)."""
-    async with asyncio.timeout(timeout):
-        while not any(text in line for line in list(server.stderr)):
-            await asyncio.sleep(0.02)
+    await eventually(lambda: any(text in line for line in list(server.stderr)), f"the log line {text!r}", timeout)
     return True
 
 
@@ -498,11 +496,17 @@ async def serving(**options: Any) -> AsyncIterator[LocalServer]:
             logger.setLevel(level)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    """Poll check until it holds; the deadline is for a stall (a busy machine is only slower)."""
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 30) -> None:
+    """Poll check (a function, or a coroutine function) until it holds: the one way tests wait for
+    a state.  The deadline is for a stall (a busy machine is only slower)."""
     try:
         async with asyncio.timeout(timeout):
-            while not await check():
+            while True:
+                held = check()
+                if not isinstance(held, bool):
+                    held = await held
+                if held:
+                    return
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"stalled: {what} did not happen within {timeout} s") from None

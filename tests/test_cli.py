@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from portico import settings
-from portico_testing import KernelClient, Server, start_kernel, start_server, stdout_of
+from portico_testing import KernelClient, Server, eventually, start_kernel, start_server, stdout_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,8 +131,7 @@ async def test_no_kernel_or_kernel_child_outlives_the_server(http: aiohttp.Clien
     assert srv.stop(sig, timeout=30) == 0
     for client in clients:
         await asyncio.wait_for(client.closed.wait(), 5)
-    await asyncio.sleep(0.2)
-    assert [p for p in pids if alive(p)] == []
+    await eventually(lambda: not [p for p in pids if alive(p)], "every kernel's end")
     assert kernels_of(srv.proc.pid) == []
     log = "".join(srv.stderr)
     assert "shutdown complete" in log

@@ -19,6 +19,7 @@ from .kernels.routes import KernelRoutes
 from .kernels.sessions import Sessions
 from .kernels.specs import Specs
 from .lifecycle import InFlight, Lifecycle
+from .memory import MemoryTrim
 from .notebook_api.routes import NotebookApis
 from .page.routes import PageRoutes
 from .proxy.routes import ProxyRoutes
@@ -117,5 +118,5 @@ def build_app(settings: Settings) -> web.Application:
     guard.open_paths |= proxy.open_paths
     guard.xsrf_exempt_prefixes += proxy.xsrf_exempt_prefixes
 
-    Lifecycle([[kernels], [notebooks, proxy]], in_flight).attach(app)
+    Lifecycle([[kernels, MemoryTrim(settings.memory_trim_interval)], [notebooks, proxy]], in_flight).attach(app)
     return app

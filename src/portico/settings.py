@@ -105,6 +105,11 @@ class Settings:
     kernel_shutdown_wait: float = _opt(
         3.0, "Seconds a kernel has to exit after a shutdown request before it is killed.", minimum=0
     )
+    memory_trim_interval: float = _opt(
+        60.0,
+        "Seconds between returns of freed memory to the system (glibc's malloc_trim, in a thread); 0 turns it off.",
+        minimum=0,
+    )
     kernel_poll_interval: float = _opt(
         1.0,
         "Seconds between checks that a kernel without a local process is alive (a local kernel's exit is seen at once, through a pidfd).",

@@ -85,7 +85,7 @@ async def test_reconnect_mid_flood_gets_everything_exactly_once(
     await client.request("execute_request", {"code": FLOOD, "silent": False})
     await collect_flood(client, got, seqs, stop_at=3000)
     await client.close()  # gone mid-flood
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # away a while, the flood going on: not a wait for a state
     again = await KernelClient.connect(http, server, kernel, v1=v1, session_id="flood", since=seqs[-1])
     await collect_flood(again, got, seqs)
     assert got == list(range(20000))

@@ -11,6 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from portico.kernels.manager import Kernels
+from portico.kernels.requests import start_request
+from portico.kernels.specs import Specs
+from portico.settings import Settings
 from portico_testing import KernelClient, Server, eventually, logged, serving, start_kernel, stdout_of
 
 
@@ -294,3 +298,29 @@ def test_ipykernel_command_lines_start_through_the_boot_script() -> None:
     assert with_iopub_hwm(["python3", "-m", "ipykernel", "-f", "c.json"], 7)[1:3] == [BOOT_SCRIPT, "7"]
     other = ["/usr/bin/R", "--slave", "-e", "IRkernel::main()", "--args", "c.json"]
     assert with_iopub_hwm(other, 0) == other
+
+
+async def test_a_restarted_kernel_is_waited_for_on_its_own_greeting(tmp_path: Path) -> None:
+    """The iopub_welcome that says the subscription has landed is the new kernel's, not the old
+    one's: a restart's wait for the new kernel starts without it, and it comes again (with the old
+    one's kept, the wait would take the new subscription as landed, and could wait out
+    kernel_start_timeout for an idle published before it had)."""
+    settings = Settings(token="t", pool_size=0, root_dir=str(tmp_path))
+    kernels = Kernels(settings, Specs(settings.base_url, settings.default_kernel_name))
+    await kernels.start_up()
+    try:
+        kernel = await kernels.start(start_request(settings))
+        relay = kernel.relay
+        assert relay is not None and relay.welcomed.is_set()  # ipykernel 7 greets (protocol 5.5)
+        greeted_at_wait: list[bool] = []
+        wait_ready = relay.wait_ready
+
+        async def watched(timeout: float) -> None:
+            greeted_at_wait.append(relay.welcomed.is_set())
+            await wait_ready(timeout)
+
+        relay.wait_ready = watched  # type: ignore[method-assign]
+        await kernels.restart(kernel.id)
+        assert greeted_at_wait == [False] and relay.welcomed.is_set()
+    finally:
+        await kernels.end()

@@ -9,6 +9,7 @@ import orjson
 
 from portico.kernels import wire
 from portico.kernels.outbox import Outbox
+from portico_testing import eventually
 
 
 class SlowSocket:
@@ -25,6 +26,10 @@ class SlowSocket:
 
     async def close(self, code: int, message: bytes) -> None:
         self.closed_with = (code, message)
+
+
+def texts_sent(ws: SlowSocket) -> list[str]:
+    return [orjson.loads(wire.from_v1(frame)[1][3])["text"] for frame in ws.sent]
 
 
 def stream(text: str, parent: dict[str, Any], name: str = "stdout") -> list[bytes]:
@@ -46,9 +51,8 @@ async def test_stream_output_merges_past_half_the_limit_and_nothing_is_lost() ->
         box.put(*encode(parts, i), i, parts)
     assert not box.overflowed
     ws.gate.set()
-    await asyncio.sleep(0.05)
-    received = [orjson.loads(wire.from_v1(frame)[1][3])["text"] for frame in ws.sent]
-    assert "".join(received) == "".join(texts)
+    await eventually(lambda: "".join(texts_sent(ws)) == "".join(texts), "every line sent")
+    received = texts_sent(ws)
     assert len(received) < len(texts)  # merged
     assert box.last_seq == 60
 
@@ -66,8 +70,8 @@ async def test_different_streams_or_parents_do_not_merge() -> None:
     for i, parts in enumerate(msgs, 1):
         box.put(*encode(parts, i), i, parts)
     ws.gate.set()
-    await asyncio.sleep(0.05)
-    texts = [orjson.loads(wire.from_v1(frame)[1][3])["text"] for frame in ws.sent]
+    await eventually(lambda: sum(map(len, texts_sent(ws))) == 610, "every message sent")
+    texts = texts_sent(ws)
     assert not box.overflowed
     assert texts == ["a" * 200, "b" * 200, "c" * 200 + "d" * 10]
 
@@ -79,6 +83,6 @@ async def test_past_the_limit_the_client_is_dropped_with_4008() -> None:
     for i in range(20):
         parts = wire.build("display_data", {"data": {"text/plain": "x" * 100}}).parts
         box.put(*encode(parts, i + 1), i + 1, parts)
-    await asyncio.sleep(0.05)
+    await eventually(lambda: ws.closed_with is not None, "the client's disconnection")
     assert box.overflowed and ws.closed_with is not None and ws.closed_with[0] == 4008
     box.stop()

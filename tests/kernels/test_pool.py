@@ -10,7 +10,7 @@ import aiohttp
 import nbformat
 import pytest
 
-from portico_testing import KernelClient, LocalServer, Server, logged, serving, start_kernel, stdout_of
+from portico_testing import KernelClient, LocalServer, Server, eventually, logged, serving, start_kernel, stdout_of
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,10 @@ async def pool_count(http: aiohttp.ClientSession, srv: Server) -> float:
 
 
 async def wait_pool(http: aiohttp.ClientSession, srv: Server, n: int) -> None:
-    async with asyncio.timeout(60):
-        while await pool_count(http, srv) < n:
-            await asyncio.sleep(0.05)
+    async def filled() -> bool:
+        return await pool_count(http, srv) >= n
+
+    await eventually(filled, f"{n} warm kernels", 60)
 
 
 async def run(http: aiohttp.ClientSession, srv: Server, kid: str, code: str) -> str:

@@ -12,7 +12,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, logged, raw_websocket, start_kernel, start_server, stdout_of
+from portico_testing import (
+    KernelClient,
+    Server,
+    eventually,
+    logged,
+    raw_websocket,
+    start_kernel,
+    start_server,
+    stdout_of,
+)
 
 PROTOCOLS = [pytest.param(True, id="v1"), pytest.param(False, id="json")]
 
@@ -205,12 +214,12 @@ async def test_a_dead_kernel_is_restarted_and_clients_told(
         lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting", timeout=15
     )
     assert status["channel"] == "iopub"
-    async with asyncio.timeout(30):
-        while True:
-            async with http.get(f"{server.url}api/kernels/{kernel}", headers=server.headers) as r:
-                if (await r.json())["execution_state"] == "idle":
-                    break
-            await asyncio.sleep(0.1)
+
+    async def idle() -> bool:
+        async with http.get(f"{server.url}api/kernels/{kernel}", headers=server.headers) as r:
+            return bool((await r.json())["execution_state"] == "idle")
+
+    await eventually(idle, "the restarted kernel's idle")
     reply, outputs = await client.execute("print('back')")
     assert stdout_of(outputs) == "back\n"
     await client.close()

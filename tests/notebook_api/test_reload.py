@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, logged, serving, write_notebook
+from portico_testing import Server, eventually, logged, serving, write_notebook
 
 
 def version(n: int, extra: list[str] | None = None) -> list[str]:
@@ -62,9 +62,11 @@ async def _exercise(http: aiohttp.ClientSession, server: Server, notebook: Path)
     slow = asyncio.create_task(get(http, server, "slow"))  # runs across the switch, on version 1
     await asyncio.sleep(0.1)
     save(notebook, version(2, ["# GET /new\nprint('new route')"]))
-    async with asyncio.timeout(30):
-        while await get(http, server, "version") != (200, "2\n"):
-            await asyncio.sleep(0.05)
+
+    async def reloaded() -> bool:
+        return await get(http, server, "version") == (200, "2\n")
+
+    await eventually(reloaded, "version 2 served")
     assert await get(http, server, "new") == (200, "new route\n")
     stop.set()
     await asyncio.gather(*askers)

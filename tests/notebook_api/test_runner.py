@@ -8,13 +8,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from portico_testing import TOKEN_HEADERS, Server, in_process, processes_with, start_server, write_notebook
+from portico_testing import TOKEN_HEADERS, Server, eventually, in_process, processes_with, start_server, write_notebook
 
 CELLS = [
     "import json, os, signal, time\nSEEDED = 'yes'",
@@ -54,10 +54,8 @@ async def pool(http: aiohttp.ClientSession, server: Server) -> dict[str, int]:
         return counts
 
 
-async def until(check: object, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
+    await eventually(check, "the pool's counts", timeout)
 
 
 async def test_a_request_over_its_timeout_gets_504_and_the_kernel_serves_again(

@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -329,10 +329,11 @@ class Kernels:
         relay.release("died", failure=f"the kernel is dead ({kernel.reason}).")
         relay.broadcast_status("dead")
 
-    async def _reattach(self, kernel: Kernel) -> None:
+    async def _reattach(self, kernel: Kernel, done: Callable[[str], None] = lambda phase: None) -> None:
         """After km.restart_kernel: the relay on the new connection info, then until it is ready."""
         assert kernel.relay is not None
         await kernel.relay.reattach(dict(kernel.km.get_connection_info()))
+        done("the old subscription's last output")
         try:
             await self._ready(kernel)
         except TimeoutError:
@@ -383,7 +384,7 @@ class Kernels:
                 done("the old kernel's output")
                 await kernel.km.restart_kernel(now=False)
                 done("shutdown and start")
-                await self._reattach(kernel)
+                await self._reattach(kernel, done)
                 done("until it answered")
             except Exception as e:
                 why = described(e)

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,11 @@ DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain a
 BARRIER_QUIET = 0.5  # s without iopub that ends the wait, for a kernel that publishes no status for control
 PROBE_LIMIT = 5.0  # s a kernel gets to publish status for a control request before it is taken not to
 MAX_TRACKED = 10_000  # unanswered client requests remembered per kernel (for the replies a restart owes)
+# s a request may go without its reply once its status: idle came.  ipykernel loses the reply of
+# a request when an interrupt lands while it sends it ("KeyboardInterrupt caught in kernel"):
+# the client would wait for ever; past this Portico answers it.  The reply, sent before the
+# idle, trails it only by the time between two sockets' reads: 5 s is a stall, not a busy machine.
+REPLY_GRACE = 5.0
 FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other tasks run
 
 # jupyter_client numbers every message a kernel's session sends: msg_id is "<session>_<pid>_<n>"
@@ -230,6 +235,9 @@ class Client:
         relay = self.relay
         parts = relay.accept(frames, channel)
         if parts is not None and not (relay.cut and relay.was_cut(parts[1])):
+            if relay.answered_for and channel != "stdin" and msg_id_of(parts[1]) in relay.answered_for:
+                log.info("a kernel's reply came after Portico had given it (%s); not relayed", channel)
+                return
             if relay.requests and channel != "stdin":  # an input_request does not answer its request
                 msg_id = msg_id_of(parts[1]) or ""
                 request = relay.requests.get(msg_id)
@@ -348,6 +356,7 @@ class KernelRelay:
         self._probe: asyncio.Task[None] | None = None
         self._went_idle = asyncio.Event()  # a tracked request got its status: idle
         self.cut: set[str | None] = set()  # msg_ids a restart cut: the old kernel's answers are not relayed
+        self.answered_for: deque[str] = deque(maxlen=1000)  # msg_ids whose lost reply Portico gave
         self._iopub, self._task = self._subscribe()
 
     def _subscribe(self) -> tuple[zmq.asyncio.Socket, asyncio.Task[None]]:
@@ -477,6 +486,28 @@ class KernelRelay:
             self._went_idle.set()
             if request.answered or not request.expects_reply:
                 del self.requests[msg_id]
+            else:
+                asyncio.get_running_loop().call_later(REPLY_GRACE, self._reply_overdue, msg_id, request)
+
+    def _reply_overdue(self, msg_id: str, request: Request) -> None:
+        """A request the kernel ended without its reply: the client gets one, from Portico."""
+        if self.requests.get(msg_id) is not request or request.answered:
+            return
+        del self.requests[msg_id]
+        self.answered_for.append(msg_id)
+        msg_type = orjson.loads(request.parts[0]).get("msg_type")
+        log.warning(
+            "a kernel ended a %s (%s) without replying to it within %g s of its idle; Portico answered it",
+            msg_type,
+            msg_id,
+            REPLY_GRACE,
+        )
+        self._answer(
+            request,
+            "NoReply",
+            "The kernel ended this request without a reply (an interrupt that lands while ipykernel "
+            "sends its reply does this); its output above is all there is.",
+        )
 
     async def _drain(self) -> None:
         """Relay what the iopub subscription still holds (a kernel's last words before a restart)."""
