@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 from servers import Server
 
-CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt"}
+CUT = {"KernelRestarted", "DeadKernelError", "KeyboardInterrupt", "NoReply"}  # NoReply: an interrupt took the reply
 TIMEOUT = 120  # s an execution may take, held through restarts, before it is reported as late
 LATE_LIMIT = 600  # s after which one that never finished is lost
 JOURNAL_MB = 32  # journal_max_bytes, Portico's default
@@ -169,7 +169,8 @@ def check(
         tally.lost += max(1, len(set(expected) - set(got)))
         missing = [i for i, e in enumerate(expected) if e not in set(got)]
         span = f"; missing {missing[0]}..{missing[-1]}" if missing else ""
-        tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {reply.get('status')}{span}")
+        status = " ".join(str(reply.get(k)) for k in ("status", "ename") if reply.get(k))
+        tally.errors.append(f"{what}: {len(got)} of {len(expected)} numbers, status {status}{span}")
     if context:
         tally.errors[errors:] = [f"{error} (kernel {context})" for error in tally.errors[errors:]]
 

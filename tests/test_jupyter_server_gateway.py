@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, stdout_of
+from portico_testing import KernelClient, Server, eventually, stdout_of
 
 
 def free_port() -> int:
@@ -78,14 +77,15 @@ async def test_jupyter_server_uses_portico_as_its_gateway(
     http: aiohttp.ClientSession, server: Server, jupyter_server: Server
 ) -> None:
     js = jupyter_server
-    async with asyncio.timeout(30):  # it logs its URL a moment before it listens
-        while True:
-            try:
-                async with http.get(js.url + "api", headers=js.headers) as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientConnectorError:
-                await asyncio.sleep(0.05)
+
+    async def listening() -> bool:  # it logs its URL a moment before it listens
+        try:
+            async with http.get(js.url + "api", headers=js.headers) as r:
+                return r.status == 200
+        except aiohttp.ClientConnectorError:
+            return False
+
+    await eventually(listening, "Jupyter Server listening")
     async with http.get(js.url + "api/kernelspecs", headers=js.headers) as r:
         assert r.status == 200, await r.text()
         assert "python3" in (await r.json())["kernelspecs"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
 import yaml
 
-from portico_testing import KernelClient, Server, start_kernel, start_server
+from portico_testing import KernelClient, Server, eventually, start_kernel, start_server
 
 
 async def test_json_logs_with_access_lines(http: aiohttp.ClientSession) -> None:
@@ -20,7 +19,13 @@ async def test_json_logs_with_access_lines(http: aiohttp.ClientSession) -> None:
         await client.close()
         async with http.delete(f"{srv.url}api/kernels/{kid}", headers=srv.headers):
             pass
-        await asyncio.sleep(0.2)
+        await eventually(
+            lambda: any(
+                line.startswith("{") and json.loads(line).get("path", "").endswith("/channels")
+                for line in list(srv.stderr)
+            ),
+            "the WebSocket's access line",
+        )
     finally:
         srv.stop()
     entries = [json.loads(line) for line in srv.stderr if line.startswith("{")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, logged, start_kernel, start_server
+from portico_testing import KernelClient, Server, eventually, logged, start_kernel, start_server
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
@@ -371,6 +372,49 @@ async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_res
         assert await logged(srv, "publishes no status for control requests", timeout=60)
         client = await KernelClient.connect(http, srv, kid, v1=False)
         await restart_during_a_stalled_flood(http, srv, kid, client, tmp_path / "done")
+        await client.close()
+    finally:
+        srv.stop()
+
+
+async def test_what_a_stopped_kernel_never_took_is_not_run_by_the_new_one(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Requests sent on to a hung kernel that never read them wait in ZeroMQ's queues; a restarted
+    kernel keeps its addresses, and ZeroMQ reconnects to them.  None of them may reach the new
+    kernel after Portico has answered them "Not run": each is answered KernelRestarted and none runs."""
+    srv = start_server("--kernel-restart-output-wait", "0.5", "--kernel-shutdown-wait", "0.5")
+    try:
+        kid = await start_kernel(http, srv)
+        client = await KernelClient.connect(http, srv, kid)
+        _, outputs = await client.execute("import os; print(os.getpid())")
+        os.kill(
+            int("".join(m["content"]["text"] for m in outputs if m["header"]["msg_type"] == "stream")), signal.SIGSTOP
+        )
+        padding = "#" * (1 << 20)  # 40 MB in all: far more than the socket's buffers hold
+        queued = [
+            await client.request(
+                "execute_request", {"code": f"open({str(tmp_path / f'ran-{i}')!r}, 'w')\n{padding}", **EXECUTE}
+            )
+            for i in range(40)
+        ]
+
+        async def all_sent_on() -> (
+            bool
+        ):  # Portico took them all before the restart (else it holds them for the new kernel)
+            async with http.get(srv.url + "metrics", headers=srv.headers) as r:
+                m = re.search(r"^portico_requests_tracked (\S+)$", await r.text(), re.M)
+            return m is not None and float(m.group(1)) >= len(queued)
+
+        await eventually(all_sent_on, "Portico sending the requests on to the stopped kernel")
+        async with http.post(f"{srv.url}api/kernels/{kid}/restart", headers=srv.headers) as r:
+            assert r.status == 200, await r.text()
+        for msg_id in queued:
+            reply, _ = await client.collect(msg_id, timeout=60)
+            assert reply["content"].get("ename") == "KernelRestarted", reply["content"]
+        reply, outputs = await client.execute("6*7", timeout=60)
+        assert result_of(outputs) == ["42"]
+        assert not list(tmp_path.glob("ran-*")), "a request answered 'Not run' ran in the new kernel"
         await client.close()
     finally:
         srv.stop()

@@ -3,7 +3,6 @@ and Portico: the answers agree wherever Kernel Gateway is right, and differ as d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from portico_testing import Server, die_with_parent, start_server, write_notebook
+from portico_testing import Server, die_with_parent, eventually, start_server, write_notebook
 
 from .test_routes import CELLS
 
@@ -87,14 +86,13 @@ async def ask(
 
 
 async def ready(http: aiohttp.ClientSession, server: Server) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            try:
-                if (await ask(http, server, "GET", "/hello/world", {}))[0] == 200:
-                    return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+    async def serving_hello() -> bool:
+        try:
+            return (await ask(http, server, "GET", "/hello/world", {}))[0] == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(serving_hello, f"{server.url} serving the notebook", 60)
 
 
 async def test_the_same_answers_as_kernel_gateway(http: aiohttp.ClientSession, both: tuple[Server, Server]) -> None:
