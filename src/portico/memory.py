@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger("portico")
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -73,6 +73,11 @@ class Settings:
         "Seconds HTTP requests still running at shutdown may take to finish before they are cut short (and logged).",
         minimum=0,
     )
+    memory_trim_interval: float = _opt(
+        60.0,
+        "Seconds between returns of freed memory to the system (glibc's malloc_trim, in a thread); 0 turns it off.",
+        minimum=0,
+    )
     client_buffer_limit: int = _opt(
         64 * 1024 * 1024,
         "Bytes queued for one slow WebSocket client before it is disconnected (close code 4008).",
@@ -104,11 +109,6 @@ class Settings:
     )
     kernel_shutdown_wait: float = _opt(
         3.0, "Seconds a kernel has to exit after a shutdown request before it is killed.", minimum=0
-    )
-    memory_trim_interval: float = _opt(
-        60.0,
-        "Seconds between returns of freed memory to the system (glibc's malloc_trim, in a thread); 0 turns it off.",
-        minimum=0,
     )
     kernel_poll_interval: float = _opt(
         1.0,

@@ -124,3 +124,6 @@ async def test_a_notebook_asked_for_by_name_takes_a_segment_from_a_plugin_nobody
             names = {s["name"] for s in (await r.json())["server_processes"]}
         assert "panel" in names and "hello" not in names
         assert any("proxy plugin" in line and "is not served" in line for line in srv.stderr)
+    async with serving(notebook=[f"/hello={notebook}"], proxy_entry_points=True) as srv:  # the same under a prefix
+        async with http.get(srv.url + "hello/hello", headers=srv.headers) as r:
+            assert (r.status, await r.text()) == (200, "hello world\n")

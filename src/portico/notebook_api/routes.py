@@ -74,6 +74,8 @@ class Mount:
         self.owners = owners
         self.at_root = prefix == "/"
         if not self.at_root:
+            if owners.gives_way(first_segment(prefix)):  # a proxy plugin nobody named: the notebook is served
+                owners.give_way(first_segment(prefix), f"notebook {file} (mounted at {prefix})")
             owner = owners.owner(first_segment(prefix))
             if owner not in (None, NOTEBOOK):
                 raise SettingsError(f"notebook {file}: the prefix {prefix} is {owner}; choose another")
