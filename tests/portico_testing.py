@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ctypes
+import json
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -377,6 +379,25 @@ def processes_with(entry: str, in_file: str = "environ") -> list[int]:
         if entry.encode() in items:
             found.append(int(proc.name))
     return found
+
+
+def kernel_class_spec(root: Path, name: str, module: str, source: str, kernel_class: str) -> None:
+    """A kernelspec under root/kernels/name (put root on JUPYTER_PATH): ipykernel, started through
+    ipykernel_launcher (so Portico's boot script applies), with kernel_class from module's source."""
+    spec = root / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / f"{module}.py").write_text(source)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [*argv, f"--IPKernelApp.kernel_class={module}.{kernel_class}"],
+                "env": {"PYTHONPATH": str(spec)},
+                "display_name": name,
+                "language": "python",
+            }
+        )
+    )
 
 
 def readme_example(section: str) -> tuple[str, list[tuple[str, str]]]:

@@ -10,17 +10,15 @@ reply has not, within relay.REPLY_GRACE.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from portico.kernels.relay import REPLY_GRACE
-from portico_testing import KernelClient, serving, start_kernel, stdout_of
+from portico_testing import KernelClient, kernel_class_spec, serving, start_kernel, stdout_of
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
@@ -39,26 +37,7 @@ class NoReply(IPythonKernel):
 async def test_a_request_the_kernel_ends_without_a_reply_is_answered(
     http: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = tmp_path / "kernels" / "noreply"
-    spec.mkdir(parents=True)
-    (spec / "no_reply.py").write_text(NO_REPLY)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [
-                    sys.executable,
-                    "-m",
-                    "ipykernel_launcher",
-                    "-f",
-                    "{connection_file}",
-                    "--IPKernelApp.kernel_class=no_reply.NoReply",
-                ],
-                "env": {"PYTHONPATH": str(spec)},
-                "display_name": "No reply",
-                "language": "python",
-            }
-        )
-    )
+    kernel_class_spec(tmp_path, "noreply", "no_reply", NO_REPLY, "NoReply")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     async with serving() as srv:
         kid = await start_kernel(http, srv, name="noreply")

@@ -4,11 +4,9 @@ the restarted kernel, with its output; what the old kernel never answered gets a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from portico_testing import KernelClient, Server, eventually, logged, start_kernel, start_server
+from portico_testing import KernelClient, Server, eventually, kernel_class_spec, logged, start_kernel, start_server
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
@@ -346,26 +344,7 @@ async def test_a_kernel_without_status_for_control_keeps_its_output_across_a_res
 ) -> None:
     """The restart's barrier cannot be a control request's idle here: it waits while the
     kernel's iopub still flows, and the flood the kernel finished arrives whole."""
-    spec = tmp_path / "kernels" / "quiet"
-    spec.mkdir(parents=True)
-    (spec / "quiet_control.py").write_text(QUIET_CONTROL)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {  # through ipykernel_launcher: Portico's boot script applies
-                "argv": [
-                    sys.executable,
-                    "-m",
-                    "ipykernel_launcher",
-                    "-f",
-                    "{connection_file}",
-                    "--IPKernelApp.kernel_class=quiet_control.QuietControl",
-                ],
-                "env": {"PYTHONPATH": str(spec)},
-                "display_name": "Quiet control",
-                "language": "python",
-            }
-        )
-    )
+    kernel_class_spec(tmp_path, "quiet", "quiet_control", QUIET_CONTROL, "QuietControl")
     srv = start_server(env={"JUPYTER_PATH": str(tmp_path)})
     try:
         kid = await start_kernel(http, srv, name="quiet")

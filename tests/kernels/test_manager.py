@@ -15,7 +15,7 @@ from portico.kernels.manager import Kernels
 from portico.kernels.requests import start_request
 from portico.kernels.specs import Specs
 from portico.settings import Settings
-from portico_testing import KernelClient, Server, eventually, logged, serving, start_kernel, stdout_of
+from portico_testing import KernelClient, Server, eventually, logged, processes_with, serving, start_kernel, stdout_of
 
 
 async def test_concurrent_creates_never_overshoot_max_kernels(http: aiohttp.ClientSession, root_dir: Path) -> None:
@@ -265,11 +265,8 @@ async def _state_is(http: aiohttp.ClientSession, srv: Server, kid: str, state: s
 
 
 def _children() -> set[int]:
-    """This process's child processes (the kernels an in-process Portico started), zombies aside."""
-    pids = set()
-    for task in Path("/proc/self/task").iterdir():
-        pids |= {int(p) for p in (task / "children").read_text().split()}
-    return {p for p in pids if not Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].startswith(" Z")}
+    """The kernels this process started (Portico runs in-process here; jupyter_client sets JPY_PARENT_PID)."""
+    return set(processes_with(f"JPY_PARENT_PID={os.getpid()}"))
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])

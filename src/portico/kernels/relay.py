@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -356,7 +356,7 @@ class KernelRelay:
         self._probe: asyncio.Task[None] | None = None
         self._went_idle = asyncio.Event()  # a tracked request got its status: idle
         self.cut: set[str | None] = set()  # msg_ids a restart cut: the old kernel's answers are not relayed
-        self.answered_for: deque[str] = deque(maxlen=1000)  # msg_ids whose lost reply Portico gave
+        self.answered_for: OrderedDict[str, None] = OrderedDict()  # msg_ids whose lost reply Portico gave
         self._iopub, self._task = self._subscribe()
 
     def _subscribe(self) -> tuple[zmq.asyncio.Socket, asyncio.Task[None]]:
@@ -494,7 +494,9 @@ class KernelRelay:
         if self.requests.get(msg_id) is not request or request.answered:
             return
         del self.requests[msg_id]
-        self.answered_for.append(msg_id)
+        self.answered_for[msg_id] = None
+        if len(self.answered_for) > REMEMBERED_SESSIONS:
+            self.answered_for.popitem(last=False)
         msg_type = orjson.loads(request.parts[0]).get("msg_type")
         log.warning(
             "a kernel ended a %s (%s) without replying to it within %g s of its idle; Portico answered it",
