@@ -96,6 +96,11 @@ class Settings:
         "How Portico reaches its kernels: ipc (Unix sockets in a private directory: no ports to race for, unreachable by other users) or tcp (loopback ports).",
         choices=("ipc", "tcp"),
     )
+    remote_transport_encryption: str = _opt(
+        "required",
+        "CurveZMQ encryption of the ZeroMQ channels of kernels started through a provisioner (they listen on all interfaces of their host): required (a kernelspec that cannot do it fails to start), auto (where the kernelspec supports it) or disabled.",
+        choices=("required", "auto", "disabled"),
+    )
     kernel_iopub_hwm: int = _opt(
         0,
         "Messages an ipykernel kernel started by Portico holds on iopub while Portico is not reading; past it the kernel drops (and Portico says how many). 0: no limit, only the kernel's memory.",

@@ -21,6 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from ..environment import inherited, without_secrets
 from ..errors import Close, Conflict, LimitReached, NotFound, Unavailable, described
 from ..settings import Settings
+from . import remote
 from .kernel import Kernel, KernelExited, exit_of
 from .pool import Pool
 from .relay import KernelRelay, RelayOptions, Stats
@@ -50,10 +51,16 @@ def with_iopub_hwm(cmd: list[str], hwm: int) -> list[str]:
 
 
 class KernelManager(AsyncKernelManager):
-    """jupyter_client's manager, starting ipykernel kernels whose iopub never drops below iopub_hwm."""
+    """jupyter_client's manager, starting ipykernel kernels whose iopub never drops below iopub_hwm,
+    and kernelspecs naming a provisioner Portico fixes through Portico's (remote.FIXED)."""
 
     iopub_hwm = 0
     holds_iopub = False  # the kernel started through ipykernel_boot.py: it keeps what Portico has not read
+
+    @property
+    def kernel_spec(self) -> Any:
+        spec = super().kernel_spec
+        return remote.fixed(spec) if spec is not None else None
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         plain = super().format_kernel_cmd(extra_arguments)
@@ -72,7 +79,8 @@ class Kernels:
         self.stats: Stats = Counter()
         self._context: zmq.asyncio.Context | None = None
         self._starting = 0
-        self._reserved: set[str] = set()  # ids of kernels being started
+        self._reserved: dict[str, asyncio.Event] = {}  # ids of kernels being started -> set once they are
+        self._doomed: set[str] = set()  # of those, the ones a DELETE came for: ended as soon as they start
         self.accepting = True  # False once the server shuts down: new kernels get 503
         self._alive: set[Kernel] = set()  # every kernel started and not yet disposed, whoever owns it
         self._ipc_dir: str | None = None
@@ -126,21 +134,27 @@ class Kernels:
         limit = self.settings.max_kernels
         if limit and len(self.kernels) + self._starting >= limit:
             raise LimitReached(f"Maximum number of kernels ({limit}) reached; shut one down or raise max_kernels.")
-        warm = self.pool.take(name) if not extra_env and cwd == self.settings.root_dir else None
+        # A warm kernel has an id of its own, which its provisioner gave its host: not for a chosen id.
+        plain = not extra_env and kernel_id is None and cwd == self.settings.root_dir
+        warm = self.pool.take(name) if plain else None
         if warm is not None:
             assert warm.relay is not None
-            warm.id = kernel_id or warm.id
             warm.relay.reset_journal()
             kernel, origin = warm, "from the warm pool"
         else:
             new_id = kernel_id or str(uuid.uuid4())
             self._starting += 1
-            self._reserved.add(new_id)
+            started = self._reserved[new_id] = asyncio.Event()
             try:
                 kernel = await self._launch(new_id, name, cwd, {**self.base_env(), **extra_env}, self.seed_for(name))
+                if new_id in self._doomed:
+                    await self._dispose(kernel, "shut down while it started")
+                    raise NotFound(f"Kernel {new_id} was shut down while it started.")
             finally:
                 self._starting -= 1
-                self._reserved.discard(new_id)
+                del self._reserved[new_id]
+                self._doomed.discard(new_id)
+                started.set()
             origin = "cold"
         self.kernels[kernel.id] = kernel
         kernel.watcher = asyncio.create_task(self._watch(kernel))
@@ -207,10 +221,22 @@ class Kernels:
     async def _launch_once(
         self, kernel_id: str, name: str, cwd: str, env: dict[str, str], seed: Seed | None, relay_options: RelayOptions
     ) -> Kernel:
-        options: dict[str, Any] = {"transport": self.settings.kernel_transport}
-        if self.settings.kernel_transport == "ipc":
-            options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
-        km = KernelManager(kernel_name=name, kernel_spec_manager=self.specs.manager, context=self.context, **options)
+        provisioner = remote.provisioner_of(remote.fixed(self.specs.get(name)))
+        options: dict[str, Any] = {}
+        if provisioner is not None:  # its provisioner says where the kernel listens
+            await remote.prepare(provisioner)
+            options["transport_encryption"] = self.settings.remote_transport_encryption
+        else:
+            options["transport"] = self.settings.kernel_transport
+            if self.settings.kernel_transport == "ipc":
+                options["connection_file"] = os.path.join(self.ipc_dir, f"k-{uuid.uuid4().hex[:12]}.json")
+        km = KernelManager(
+            kernel_name=name,
+            kernel_id=kernel_id,  # what the provisioner passes to the kernel's host (KERNEL_ID)
+            kernel_spec_manager=self.specs.manager,
+            context=self.context,
+            **options,
+        )
         km.iopub_hwm = self.settings.kernel_iopub_hwm
         km.shutdown_wait_time = self.settings.kernel_shutdown_wait
         kernel = Kernel(kernel_id, name, km, seed=seed)
@@ -413,6 +439,12 @@ class Kernels:
         log.info("kernel %s interrupted", kernel_id)
 
     async def shutdown(self, kernel_id: str, reason: str = "shut down") -> None:
+        starting = self._reserved.get(kernel_id) if kernel_id not in self.kernels else None
+        if starting is not None:  # its POST is still waiting: the kernel is ended once it has started
+            log.info("kernel %s %s while it starts; it ends once started", kernel_id, reason)
+            self._doomed.add(kernel_id)
+            await starting.wait()
+            return
         kernel = self.get(kernel_id)
         del self.kernels[kernel_id]
         log.info("kernel %s %s", kernel_id, reason)

@@ -119,6 +119,10 @@ def taken(received: Awaitable[list[bytes]]) -> list[bytes] | None:
     return None
 
 
+def curve_keys(connection: dict[str, Any]) -> tuple[Any, Any]:
+    return connection["curve_publickey"], connection["curve_secretkey"]
+
+
 def msg_id_of(header: bytes) -> str | None:
     try:
         msg_id = orjson.loads(header).get("msg_id")
@@ -375,6 +379,9 @@ class KernelRelay:
         if identity is not None:
             sock.setsockopt(zmq.IDENTITY, identity)
         c = self.connection
+        if c.get("curve_publickey"):  # CurveZMQ: the kernel's key pair, which its connection info carries
+            public, secret = (key if isinstance(key, bytes) else key.encode() for key in curve_keys(c))
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = public, public, secret
         separator = ":" if c["transport"] == "tcp" else "-"
         sock.connect(f"{c['transport']}://{c['ip']}{separator}{c[channel + '_port']}")
         return sock
