@@ -114,6 +114,9 @@ def start_server(
     reader.join(timeout)
     if not found:
         proc.kill()
+        proc.wait()
+        drain.join(5)
+        proc.stdout.close()
         raise RuntimeError("portico did not start:\n" + "".join(stderr))
     url = found[0]
     tok = re.search(r"token=([^&]+)", url)

@@ -96,6 +96,14 @@ class Settings:
         "How Portico reaches its kernels: ipc (Unix sockets in a private directory: no ports to race for, unreachable by other users) or tcp (loopback ports).",
         choices=("ipc", "tcp"),
     )
+    state_dir: str = _opt(
+        "",
+        "Directory of Portico's state: the registry of the kernels it runs (SQLite), from which a restarted or crashed server re-attaches to its kernels (keep_kernels) or ends them. Empty: none is kept. One server at a time uses it.",
+    )
+    keep_kernels: bool = _opt(
+        False,
+        "Leave kernels running when the server stops, for the next Portico on the same state_dir to re-attach to (needs state_dir).",
+    )
     remote_transport_encryption: str = _opt(
         "required",
         "CurveZMQ encryption of the ZeroMQ channels of kernels started through a provisioner (they listen on all interfaces of their host): required (a kernelspec that cannot do it fails to start), auto (where the kernelspec supports it) or disabled.",
@@ -259,6 +267,8 @@ class Settings:
                 raise SettingsError(f"option {f.name} must be one of {', '.join(choices)}, got {value!r}")
         if bool(self.certfile) != bool(self.keyfile):
             raise SettingsError("options certfile and keyfile go together: give both or neither")
+        if self.keep_kernels and not self.state_dir:
+            raise SettingsError("option keep_kernels needs state_dir: where the next server finds the kernels")
         if self.allow_origin_pat:
             try:
                 re.compile(self.allow_origin_pat)

@@ -271,3 +271,49 @@ async def test_remote_starts_never_stall_the_server_nor_slow_its_local_kernels(
         assert after <= 1.2 * before
     finally:
         srv.stop()
+
+
+async def test_a_kept_remote_kernel_outlives_sigterm_and_the_next_portico_reattaches(
+    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    keep = ("--state-dir", str(tmp_path / "state"), "--keep-kernels")
+    first = remote_server(ssh_hosts, tmp_path, *keep)
+    try:
+        kid = await start_kernel(http, first, name="ssh_hosts")
+        async with connected(http, first, kid) as client:
+            _, _, pid, _ = await where(client)
+            await client.execute("x = 41")
+    finally:
+        assert first.stop(signal.SIGTERM) == 0
+    assert pid in kernel_pids(kid)
+    second = remote_server(ssh_hosts, tmp_path, *keep)
+    try:
+        async with http.get(f"{second.url}api/kernels", headers=second.headers) as r:
+            assert [k["id"] for k in await r.json()] == [kid]
+        async with connected(http, second, kid) as client:
+            _, outputs = await client.execute("print(x + 1)")
+            assert stdout_of(outputs).strip() == "42"
+            assert (await where(client))[2] == pid
+        async with http.delete(f"{second.url}api/kernels/{kid}", headers=second.headers) as r:
+            assert r.status == 204
+    finally:
+        second.stop()
+    await all_gone(kid)
+
+
+async def test_after_a_crash_the_next_portico_ends_the_remote_kernels_it_left(
+    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    state = ("--state-dir", str(tmp_path / "state"))
+    first = remote_server(ssh_hosts, tmp_path, *state)
+    kid = await start_kernel(http, first, name="ssh_hosts")
+    first.stop(signal.SIGKILL)
+    await asyncio.sleep(1)
+    assert kernel_pids(kid), "a remote kernel has no parent poller: the crash left it running"
+    second = remote_server(ssh_hosts, tmp_path, *state)
+    try:
+        await all_gone(kid)
+        async with http.get(f"{second.url}api/kernels", headers=second.headers) as r:
+            assert await r.json() == []
+    finally:
+        second.stop()

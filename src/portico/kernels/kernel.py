@@ -37,6 +37,7 @@ class Kernel:
     next_restart: asyncio.Task[Kernel] | None = None  # a restart asked for that waits to begin: joined
     restarts_running: set[asyncio.Task[Kernel]] = field(default_factory=set)  # ended with the kernel
     seed: Seed | None = None  # run on start and after every restart
+    created: float = field(default_factory=time.time)
 
     def model(self) -> dict[str, Any]:
         relay = self.relay

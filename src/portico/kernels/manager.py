@@ -17,13 +17,16 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 from ..environment import inherited, without_secrets
 from ..errors import Close, Conflict, LimitReached, NotFound, Unavailable, described
 from ..settings import Settings
 from . import remote
+from .adopted import AdoptedLocalProvisioner, started_at
 from .kernel import Kernel, KernelExited, exit_of
 from .pool import Pool
+from .registry import Entry, Registry
 from .relay import KernelRelay, RelayOptions, Stats
 from .requests import StartRequest
 from .seed import Seed
@@ -84,6 +87,7 @@ class Kernels:
         self.accepting = True  # False once the server shuts down: new kernels get 503
         self._alive: set[Kernel] = set()  # every kernel started and not yet disposed, whoever owns it
         self._ipc_dir: str | None = None
+        self.registry: Registry | None = None  # with a state_dir: what the next server re-attaches to or ends
         self._culler: asyncio.Task[None] | None = None
         s = settings
         self.relay_options = RelayOptions(
@@ -157,6 +161,8 @@ class Kernels:
                 started.set()
             origin = "cold"
         self.kernels[kernel.id] = kernel
+        if self.registry is not None:
+            self.registry.update(kernel.id, listed=1)
         kernel.watcher = asyncio.create_task(self._watch(kernel))
         log.info("kernel %s started (%s, %s) in %s", kernel.id, name, origin, cwd)
         return kernel
@@ -186,7 +192,11 @@ class Kernels:
     def ipc_dir(self) -> str:
         """A private (0700) directory for the kernels' ipc sockets, removed at shutdown."""
         if self._ipc_dir is None:
-            self._ipc_dir = tempfile.mkdtemp(prefix="portico-")
+            if self.settings.keep_kernels:  # kept kernels' sockets outlive this server
+                self._ipc_dir = os.path.join(self.settings.state_dir, "ipc")
+                os.makedirs(self._ipc_dir, mode=0o700, exist_ok=True)
+            else:
+                self._ipc_dir = tempfile.mkdtemp(prefix="portico-")
         return self._ipc_dir
 
     async def _launch(
@@ -242,7 +252,8 @@ class Kernels:
         kernel = Kernel(kernel_id, name, km, seed=seed)
         self._alive.add(kernel)
         try:
-            await km.start_kernel(cwd=cwd, env=env)
+            # A kept kernel must outlive this server: no parent poller, a session of its own.
+            await km.start_kernel(cwd=cwd, env=env, independent=self.settings.keep_kernels)
         except BaseException as e:  # a failed or cancelled start leaves no process behind
             self._alive.discard(kernel)
             if km.has_kernel:
@@ -278,7 +289,21 @@ class Kernels:
             await asyncio.shield(self._dispose(kernel, "start cancelled"))
             raise
         kernel.execution_state = "idle"
+        await self._record(kernel, listed=False)
         return kernel
+
+    async def _record(self, kernel: Kernel, listed: bool) -> None:
+        """The kernel in the registry, with what finds it again after a restart of the server."""
+        km = kernel.km
+        if self.registry is None or km.provisioner is None:
+            return
+        info = await km.provisioner.get_provisioner_info()
+        if remote.provisioner_of(km.kernel_spec) is None:
+            info["started"] = started_at(info["pid"]) if info.get("pid") else None
+        info["portico"] = {"launch_args": km._launch_args, "holds_iopub": getattr(km, "holds_iopub", False)}
+        connection = dict(km.get_connection_info())
+        activity = kernel.relay.last_activity if kernel.relay else time.time()
+        self.registry.put(Entry(kernel.id, kernel.name, listed, connection, info, kernel.created, activity))
 
     async def _ready(self, kernel: Kernel) -> None:
         """Until the kernel answers, then run the seed notebook in it when it applies."""
@@ -342,6 +367,7 @@ class Kernels:
             try:
                 await kernel.km.restart_kernel(now=True)
                 await self._reattach(kernel)
+                await self._record(kernel, listed=True)
                 kernel.execution_state = "idle"
                 relay.release("died")
                 return
@@ -419,6 +445,7 @@ class Kernels:
                 relay.broadcast_status("dead")
                 raise Unavailable(f"Kernel {kernel_id} failed to restart: {why}", "Kernel Failed") from None
             kernel.execution_state, kernel.reason, kernel.restarts = "idle", None, 0
+            await self._record(kernel, listed=True)
             relay.release("was restarted")
             if kernel.watcher is None or kernel.watcher.done():
                 kernel.watcher = asyncio.create_task(self._watch(kernel))
@@ -468,11 +495,16 @@ class Kernels:
             await kernel.km.shutdown_kernel(now=False)
         except Exception as e:  # a kernel that is already gone is fine
             log.warning("kernel %s: error during shutdown: %s", kernel.id, e)
+        if self.registry is not None:
+            self.registry.remove(kernel.id)
 
     # lifecycle (portico.lifecycle.Component) ------------------------------------------------
     name = "kernels"
 
     async def start_up(self) -> None:
+        if self.settings.state_dir:
+            self.registry = Registry(self.settings.state_dir)
+            await self.adopt()
         self.pool.start()
         if self.settings.cull_idle_timeout > 0:
             self._culler = asyncio.create_task(self._cull_loop())
@@ -488,6 +520,8 @@ class Kernels:
         if self._culler is not None:
             self._culler.cancel()
         warm = await self.pool.drain()
+        if self.settings.keep_kernels:
+            await self._leave_running()
         ids = list(self.kernels)
         await asyncio.gather(
             *(self.shutdown(i, "shut down with the server") for i in ids),
@@ -502,8 +536,100 @@ class Kernels:
         await asyncio.gather(*(self._dispose(k, "shut down with the server") for k in stray), return_exceptions=True)
         if self._context is not None:
             self._context.destroy(linger=0)
-        if self._ipc_dir is not None:
+        if self._ipc_dir is not None and not self.settings.keep_kernels:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
+        if self.registry is not None:
+            self.registry.close()
+
+    # kept kernels (keep_kernels, state_dir) -------------------------------------------------------
+    async def _leave_running(self) -> None:
+        """The listed kernels left running for the next server: out of the registry in memory,
+        in the one on disk with where their output numbering stopped."""
+        assert self.registry is not None
+        kept = [k for k in self.kernels.values() if k.execution_state != "dead"]
+        for kernel in kept:
+            del self.kernels[kernel.id]
+            self._alive.discard(kernel)
+            if kernel.watcher is not None:
+                kernel.watcher.cancel()
+            if kernel.relay is not None:
+                await kernel.relay.close("the server stopped; the kernel keeps running")
+                journal = kernel.relay.kept()
+                self.registry.update(kernel.id, journal=journal, last_activity=kernel.relay.last_activity)
+            kernel.km._close_control_socket()
+            log.info("kernel %s (%s) left running for the next server (keep_kernels)", kernel.id, kernel.name)
+
+    async def adopt(self) -> None:
+        """At start-up: the kernels a previous server on this state_dir left (stopped with
+        keep_kernels, or crashed).  With keep_kernels, the listed ones are re-attached to (a dead
+        one is listed dead); everything else still running is ended."""
+        assert self.registry is not None
+        for entry in self.registry.entries():
+            keep = self.settings.keep_kernels and entry.listed
+            try:
+                km = await self._manager_for(entry)
+                alive = await km.is_alive()
+                if not keep:
+                    if alive:
+                        log.warning(
+                            "kernel %s (%s) was left running by a previous server; ending it (keep_kernels is off)",
+                            entry.id,
+                            entry.name,
+                        )
+                        await km.shutdown_kernel(now=True)
+                    self.registry.remove(entry.id)
+                    continue
+            except Exception as e:
+                log.warning("kernel %s (%s) in %s: %s; forgotten", entry.id, entry.name, self.settings.state_dir, e)
+                self.registry.remove(entry.id)
+                continue
+            kernel = Kernel(entry.id, entry.name, km, created=entry.created)
+            self.kernels[kernel.id] = kernel
+            if not alive:
+                kernel.execution_state, kernel.reason = "dead", "the kernel ended while Portico was not running"
+                log.warning("kernel %s (%s) %s", kernel.id, kernel.name, kernel.reason)
+                continue
+            kernel.relay = KernelRelay(
+                self.context,
+                dict(km.get_connection_info()),
+                self.stats,
+                self.relay_options,
+                kernel.set_state,
+                iopub_hwm=SUBSCRIBER_HWM if km.holds_iopub else 0,
+            )
+            kernel.relay.resume(entry.journal)
+            kernel.relay.last_activity = entry.last_activity
+            kernel.execution_state = "idle"  # until its next status says otherwise
+            self._alive.add(kernel)
+            kernel.watcher = asyncio.create_task(self._watch(kernel))
+            log.info("kernel %s (%s) re-attached: the previous server left it running", kernel.id, kernel.name)
+
+    async def _manager_for(self, entry: Entry) -> KernelManager:
+        """A kernel manager for a kernel this server did not start, from its registry entry."""
+        km = KernelManager(
+            kernel_name=entry.name,
+            kernel_id=entry.id,
+            kernel_spec_manager=self.specs.manager,
+            context=self.context,
+        )
+        km.load_connection_info(entry.connection)  # type: ignore[arg-type]
+        km.shutdown_wait_time = self.settings.kernel_shutdown_wait
+        km.iopub_hwm = self.settings.kernel_iopub_hwm
+        own = entry.provisioner.get("portico") or {}
+        km.holds_iopub = bool(own.get("holds_iopub"))
+        km._launch_args = dict(own.get("launch_args") or {})  # what a restart starts the new kernel with
+        spec = km.kernel_spec
+        name = remote.provisioner_of(spec)
+        provisioner: Any
+        if name is None:
+            provisioner = AdoptedLocalProvisioner(kernel_id=entry.id, kernel_spec=spec, parent=km)
+        else:
+            await remote.prepare(name)
+            factory = KernelProvisionerFactory.instance(parent=km.parent)
+            provisioner = factory.create_provisioner_instance(entry.id, spec, km)
+        await provisioner.load_provisioner_info(entry.provisioner)
+        km.provisioner = provisioner
+        return km
 
     # culling -----------------------------------------------------------------------------
     async def _cull_loop(self) -> None:

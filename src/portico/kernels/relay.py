@@ -33,6 +33,7 @@ from .outbox import Outbox, RateLimit
 log = logging.getLogger("portico")
 
 REMEMBERED_SESSIONS = 1000  # journal positions kept for clients that went away
+UNKNOWN_PAST = 1 << 40  # where numbering resumes when the previous server's is unknown (it crashed)
 DRAIN_WAIT = 50  # ms without a message that ends the old subscription's drain at a restart
 BARRIER_QUIET = 0.5  # s without iopub that ends the wait, for a kernel that publishes no status for control
 PROBE_LIMIT = 5.0  # s a kernel gets to publish status for a control request before it is taken not to
@@ -778,6 +779,19 @@ class KernelRelay:
     def reset_journal(self) -> None:
         """A fresh journal (a warm kernel's seeding is not its new owner's output)."""
         self.journal = Journal(self.options.journal_bytes, self.options.journal_age)
+
+    def resume(self, journal: dict[str, Any] | None) -> None:
+        """For a kernel a previous server ran: number its output on from where that server
+        stopped, and know where its sessions were, so that a client that reconnects is told
+        what the lost journal held (portico_journal_gap) instead of nothing.  After a crash
+        (journal None) numbers start far past any the old server can have given."""
+        journal = journal or {}
+        self.journal.next_seq = int(journal.get("next_seq") or UNKNOWN_PAST)
+        self.positions.update((str(k), int(v)) for k, v in (journal.get("positions") or {}).items())
+
+    def kept(self) -> dict[str, Any]:
+        """What resume() takes, for the next server."""
+        return {"next_seq": self.journal.next_seq, "positions": dict(self.positions)}
 
     async def serve(
         self, ws: web.WebSocketResponse, session_id: str, since: int | None, abort: Callable[[], None]
