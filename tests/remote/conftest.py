@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from portico_testing import Server, start_server
-from remote.hosts import Hosts, why_not
+from remote import engine as docker_engine_module
+from remote.engine import Engine
+from remote.hosts import Hosts, free_subnet, why_not
 
 LAUNCH_TIMEOUT = 8  # seconds: the failing kernelspecs' launch timeout
+SECRETS = {"PORTICO_LOG_LEVEL": "info", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}  # in Portico's environment only
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,10 +56,7 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
             pytest.fail(f"{reason}; under CI the remote tier must run")
         pytest.skip(reason)
     scratch = tmp_path_factory.mktemp("hosts")
-    hosts = Hosts(scratch, str(os.getpid() % 100000), 0)
-    from remote.hosts import free_subnet
-
-    hosts.subnet = free_subnet()
+    hosts = Hosts(scratch, str(os.getpid() % 100000), free_subnet())
     try:
         hosts.build(3)
         known = (hosts.home / ".ssh" / "known_hosts").read_text().splitlines()
@@ -97,5 +97,41 @@ def remote(ssh_hosts: Hosts, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Portico with the test hosts' kernelspecs, as its own process (gateway_provisioners reads
     its GP_* settings from the environment once, at import)."""
     srv = remote_server(ssh_hosts, tmp_path_factory.mktemp("root"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    reason = docker_engine_module.why_not()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; under CI the Docker tier must run")
+        pytest.skip(reason)
+    scratch = tmp_path_factory.mktemp("engine")
+    engine = Engine(scratch, str(os.getpid() % 100000), free_subnet(202))
+    try:
+        engine.start()
+        engine.load_image()
+        jupyter = scratch / "share" / "jupyter"
+        argv = [sys.executable, "-m", "gateway_provisioners.cli.docker_specapp", "install", "--prefix", str(scratch)]
+        argv += ["--kernel-name", "docker_kernel", "--image-name", docker_engine_module.IMAGE]
+        argv += ["--unauthorized-users", "nobody", "--launch-timeout", "60"]
+        subprocess.run(argv, check=True, capture_output=True)
+        engine.jupyter_path = str(jupyter)
+        yield engine
+    finally:
+        engine.stop()
+
+
+def docker_server(engine: Engine, root: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    full_env = {**engine.env(), "JUPYTER_PATH": engine.jupyter_path, **(env or {})}
+    return start_server("--root-dir", str(root), "--kernel-poll-interval", "0.2", *args, env=full_env)
+
+
+@pytest.fixture(scope="module")
+def dockerized(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Portico with the private engine's kernelspec, as its own process."""
+    srv = docker_server(docker_engine, tmp_path_factory.mktemp("root"), env=SECRETS)
     yield srv
     srv.stop()

@@ -40,15 +40,15 @@ def quiet(*argv: str) -> None:
     subprocess.run(argv, capture_output=True)
 
 
-def free_subnet() -> int:
-    """A third octet x such that 10.201.x.0/24 is on no interface or route of this machine."""
+def free_subnet(second: int = 201) -> int:
+    """A third octet x such that 10.<second>.x.0/24 is on no interface or route of this machine."""
     used = run("ip", "-4", "route", "show") + run("ip", "-4", "addr", "show")
     start = os.getpid() % 250
     for step in range(250):
         x = (start + step) % 250 + 1
-        if f"10.201.{x}." not in used:
+        if f"10.{second}.{x}." not in used:
             return x
-    raise RuntimeError("no free 10.201.x.0/24 subnet for the test hosts")
+    raise RuntimeError(f"no free 10.{second}.x.0/24 subnet for the test hosts")
 
 
 @dataclass

@@ -106,7 +106,33 @@ def error_text(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-class DistributedProvisioner(StockDistributedProvisioner):
+class ListenerFixes:
+    """For every remote provisioner: its kernel's listener reached without blocking."""
+
+    comm_port: int
+    comm_ip: str | None
+
+    async def _send_listener_request(self, request: dict[str, Any], shutdown_socket: bool | None = False) -> None:
+        """As the stock one, without blocking: its socket has a 10 ms timeout, which asyncio
+        then waits out inside connect, on the event loop."""
+        if self.comm_port <= 0 or not self.comm_ip:
+            return
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (self.comm_ip, self.comm_port)), LISTENER_TIMEOUT)
+            await loop.sock_sendall(sock, json.dumps(request).encode())
+            if shutdown_socket:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+        finally:
+            sock.close()
+
+
+class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
     """gateway_provisioners' SSH provisioner, fixed (see the module's docstring)."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
@@ -229,25 +255,6 @@ class DistributedProvisioner(StockDistributedProvisioner):
         except Exception as e:
             self.log.warning("Portico: could not make sure kernel %s ended on %s: %s", self.kernel_id, self._where(), e)
         self.pid = 0
-
-    async def _send_listener_request(self, request: dict[str, Any], shutdown_socket: bool | None = False) -> None:
-        """As the stock one, without blocking: its socket has a 10 ms timeout, which asyncio
-        then waits out inside connect, on the event loop."""
-        if self.comm_port <= 0 or not self.comm_ip:
-            return
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, (self.comm_ip, self.comm_port)), LISTENER_TIMEOUT)
-            await loop.sock_sendall(sock, json.dumps(request).encode())
-            if shutdown_socket:
-                try:
-                    sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-        finally:
-            sock.close()
 
     @staticmethod
     def _spawn_ssh_tunnel(

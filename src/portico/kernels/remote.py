@@ -9,7 +9,11 @@ from typing import Any
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
 # Stock provisioners whose kernelspecs start through Portico's fixed ones (provisioners.py).
-FIXED = {"distributed-provisioner": "portico-distributed-provisioner"}
+FIXED = {
+    "distributed-provisioner": "portico-distributed-provisioner",
+    "docker-provisioner": "portico-docker-provisioner",
+    "docker-swarm-provisioner": "portico-docker-swarm-provisioner",
+}
 OWN = frozenset(FIXED.values())
 
 _prepared: dict[str, asyncio.Task[None]] = {}
