@@ -1,7 +1,8 @@
 """Portico's Docker and Docker Swarm provisioners: gateway_provisioners' with the defects that
-matter to a gateway fixed, under Portico's entry point names (remote.FIXED maps the stock ones).
+matter to a gateway fixed, under Portico's entry point names (remote.FIXED maps the stock ones);
+ContainerFixes also serves the Kubernetes one (pods.py).
 
-- Every Docker API call of the stock provisioners (container status at every poll and every
+- Every Docker (or Kubernetes) API call of the stock provisioners (container status at every poll and every
   tick of a launch, forced removal at shutdown) blocks the event loop; here each runs in a thread.
 - The launch waits for the container and its connection info directly, not in 0.5 s ticks, and
   fails naming the image and the container's state.
@@ -30,20 +31,13 @@ TICK = 0.05  # seconds between looks at a starting container
 
 
 class ContainerFixes(ListenerFixes):
+    """For every provisioner of container kernels (Docker, Swarm, Kubernetes)."""
+
     kernel_id: str
     launch_timeout: float
     image_name: str | None
     container_name: str | None
     assigned_host: str
-
-    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        kwargs = await super().pre_launch(**kwargs)  # type: ignore[misc]
-        env = kwargs["env"]
-        for name in ENGINE_ENV:
-            if name in os.environ:
-                env.setdefault(name, os.environ[name])
-        env["DOCKER_NETWORK"] = stock.docker_network  # what the launcher reads
-        return kwargs
 
     async def confirm_remote_startup(self) -> None:
         self.start_time = RemoteProvisionerBase.get_current_time()
@@ -97,9 +91,22 @@ class ContainerFixes(ListenerFixes):
         await self.kill(restart)
 
 
-class DockerProvisioner(ContainerFixes, stock.DockerProvisioner):
+class EngineEnv:
+    """The launcher of a Docker kernel runs with the kernel's environment: give it the engine."""
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs = await super().pre_launch(**kwargs)  # type: ignore[misc]
+        env = kwargs["env"]
+        for name in ENGINE_ENV:
+            if name in os.environ:
+                env.setdefault(name, os.environ[name])
+        env["DOCKER_NETWORK"] = stock.docker_network  # what the launcher reads
+        return kwargs
+
+
+class DockerProvisioner(EngineEnv, ContainerFixes, stock.DockerProvisioner):
     """gateway_provisioners' docker-provisioner, fixed (see the module's docstring)."""
 
 
-class DockerSwarmProvisioner(ContainerFixes, stock.DockerSwarmProvisioner):
+class DockerSwarmProvisioner(EngineEnv, ContainerFixes, stock.DockerSwarmProvisioner):
     """gateway_provisioners' docker-swarm-provisioner, fixed (see the module's docstring)."""

@@ -13,6 +13,7 @@ FIXED = {
     "distributed-provisioner": "portico-distributed-provisioner",
     "docker-provisioner": "portico-docker-provisioner",
     "docker-swarm-provisioner": "portico-docker-swarm-provisioner",
+    "kubernetes-provisioner": "portico-kubernetes-provisioner",
 }
 OWN = frozenset(FIXED.values())
 
