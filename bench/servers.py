@@ -119,7 +119,7 @@ async def wait_ready(server: Server, path: str = "api/kernelspecs") -> None:
                 await asyncio.sleep(0.1)
 
 
-async def portico(pool: int = 0) -> Server:
+async def portico(pool: int = 0, extra: list[str] | None = None) -> Server:
     port = free_port()
     inherit = "HOME,LANG,LC_ALL,TZ,TMPDIR,USER,IPYTHONDIR"
     server = _spawn(
@@ -138,6 +138,7 @@ async def portico(pool: int = 0) -> Server:
             "warning",
             "--max-body-size",
             str(1 << 30),
+            *(extra or []),
         ],
         port,
     )

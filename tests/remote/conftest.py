@@ -14,7 +14,7 @@ import pytest
 from portico_testing import Server, start_server
 from remote import engine as docker_engine_module
 from remote.engine import Engine
-from remote.hosts import Hosts, free_subnet, why_not
+from remote.hosts import Hosts, free_subnet, ssh_spec, why_not
 
 LAUNCH_TIMEOUT = 8  # seconds: the failing kernelspecs' launch timeout
 SECRETS = {"PORTICO_LOG_LEVEL": "info", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}  # in Portico's environment only
@@ -24,28 +24,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/remote/" in str(item.path):
             item.add_marker(pytest.mark.remote)
-
-
-def ssh_spec(jupyter: Path, name: str, hosts: list[str], python: str, launch_timeout: int = 30) -> dict:
-    """A kernelspec from gateway_provisioners' own generator, as a user would install it, with
-    the interpreter's absolute path (over SSH, a bare `python` is whatever the remote shell finds)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "gateway_provisioners.cli.ssh_specapp",
-        "install",
-        "--prefix",
-        str(jupyter.parent.parent),
-    ]
-    argv += ["--kernel-name", name, "--unauthorized-users", "nobody", "--launch-timeout", str(launch_timeout)]
-    for host in hosts:
-        argv += ["--remote-hosts", host]
-    subprocess.run(argv, check=True, capture_output=True)
-    path = jupyter / "kernels" / name / "kernel.json"
-    spec = json.loads(path.read_text())
-    spec["argv"][0] = python
-    path.write_text(json.dumps(spec, indent=1))
-    return spec
 
 
 @pytest.fixture(scope="session")

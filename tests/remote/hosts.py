@@ -9,10 +9,12 @@ filesystem and the PID space with the tests, so the same interpreter and kernels
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,28 @@ def run(*argv: str) -> str:
 
 def quiet(*argv: str) -> None:
     subprocess.run(argv, capture_output=True)
+
+
+def ssh_spec(jupyter: Path, name: str, hosts: list[str], python: str, launch_timeout: int = 30) -> dict:
+    """A kernelspec from gateway_provisioners' own generator, as a user would install it, with
+    the interpreter's absolute path (over SSH, a bare `python` is whatever the remote shell finds)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway_provisioners.cli.ssh_specapp",
+        "install",
+        "--prefix",
+        str(jupyter.parent.parent),
+    ]
+    argv += ["--kernel-name", name, "--unauthorized-users", "nobody", "--launch-timeout", str(launch_timeout)]
+    for host in hosts:
+        argv += ["--remote-hosts", host]
+    subprocess.run(argv, check=True, capture_output=True)
+    path = jupyter / "kernels" / name / "kernel.json"
+    spec = json.loads(path.read_text())
+    spec["argv"][0] = python
+    path.write_text(json.dumps(spec, indent=1))
+    return spec
 
 
 def free_subnet(second: int = 201) -> int:
