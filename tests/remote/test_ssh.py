@@ -317,3 +317,41 @@ async def test_after_a_crash_the_next_portico_ends_the_remote_kernels_it_left(
             assert await r.json() == []
     finally:
         second.stop()
+
+
+async def test_a_remote_kernel_whose_launcher_helper_died_is_not_taken_for_dead_and_still_interrupts(
+    remote: Server, http: aiohttp.ClientSession
+) -> None:
+    kid = await start_kernel(http, remote, name="ssh_hosts")
+    async with connected(http, remote, kid) as client:
+        _, _, pid, _ = await where(client)
+        helpers = [p for p in kernel_pids(kid) if p != pid]
+        assert helpers, "the launcher's helper process"
+        for helper in helpers:
+            os.kill(helper, signal.SIGKILL)
+        await asyncio.sleep(2)  # ten polls (kernel_poll_interval 0.2 s)
+        assert (await where(client))[2] == pid  # the same kernel: not restarted
+        msg_id = await client.request("execute_request", {"code": "import time; time.sleep(60)", "silent": False})
+        await client.next(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "busy")
+        async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
+            assert r.status == 204
+        reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
+        assert reply["content"]["ename"] == "KeyboardInterrupt"  # over SSH, the helper being gone
+    async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
+        assert r.status == 204
+    await all_gone(kid)
+
+
+async def test_a_killed_remote_kernel_is_seen_and_restarted(remote: Server, http: aiohttp.ClientSession) -> None:
+    kid = await start_kernel(http, remote, name="ssh_hosts")
+    async with connected(http, remote, kid) as client:
+        _, _, pid, _ = await where(client)
+        os.kill(pid, signal.SIGKILL)
+        await client.next(
+            lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
+            timeout=GONE_WITHIN,
+        )
+        assert (await where(client))[2] != pid
+    async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
+        assert r.status == 204
+    await all_gone(kid)

@@ -22,6 +22,10 @@ fix is for, as measured with gateway_provisioners 0.5.0 (docs/remote-kernels.md 
   the kernel's process group is gone from its host (killed after a grace of REAP_GRACE).
 - A launch that fails says on which host, and where the kernel's log is there, with its tail.
 - The remote command: the stock one joins the kernelspec's argv unquoted.
+- Liveness: the stock poll asks the launcher's helper process, which outlives a killed kernel
+  (for one more poll) and may die while the kernel runs (then a healthy kernel is declared dead
+  and restarted, and interrupts are lost).  Here a kernel is alive while its heartbeat answers,
+  and signals the helper cannot take go over SSH.
 - SSH tunnels: the stock ones ask OpenSSH for a ServerAliveInterval of 100 years, which
   OpenSSH 9 rejects, so every tunnel exits at once.
 """
@@ -36,6 +40,8 @@ import socket
 from typing import Any
 
 import paramiko
+import zmq
+import zmq.asyncio
 from Cryptodome.PublicKey import RSA
 from gateway_provisioners import remote_provisioner as stock_remote
 from gateway_provisioners.config_mixin import ssh_port
@@ -50,6 +56,11 @@ REAP_GRACE = 1.0  # seconds a remote kernel has to exit after its shutdown befor
 PAYLOAD_LIMIT = 1 << 16  # bytes of connection info a launcher may send
 LOG_TAIL = 20  # lines of a failed kernel's remote log quoted in the error
 KEEP_ALIVE = 60  # seconds between an SSH tunnel's keep-alives
+HEARTBEAT_WAIT = 2.0  # seconds a remote kernel has to echo a heartbeat before its helper is asked
+
+
+def curve_pair(info: dict[str, Any]) -> tuple[Any, Any]:
+    return info["curve_publickey"], info["curve_secretkey"]
 
 
 class Responses(ResponseManager):
@@ -226,6 +237,40 @@ class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
             why = "; ".join(error_text(x) for x in errors.values()) if errors else error_text(e)
             raise RuntimeError(f"SSH to {host}:{ssh_port} failed: {why}") from None
         return ssh
+
+    # liveness and signals ----------------------------------------------------------------------
+    async def poll(self) -> int | None:
+        """Alive while the kernel itself answers its heartbeat; the stock poll only asks the
+        launcher's helper, which outlives a killed kernel and can die before a healthy one."""
+        if await self._kernel_answers():
+            return None
+        return await super().poll()  # the helper answers while the kernel's process is there
+
+    async def _kernel_answers(self) -> bool:
+        info = self.connection_info
+        if not info.get("hb_port") or not info.get("ip"):
+            return False
+        sock = zmq.asyncio.Context.instance().socket(zmq.REQ)
+        sock.linger = 0
+        if info.get("curve_publickey"):
+            public, secret = (k if isinstance(k, bytes) else k.encode() for k in curve_pair(info))
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = public, public, secret
+        try:
+            sock.connect(f"tcp://{info['ip']}:{info['hb_port']}")
+            await sock.send(b"portico")
+            return bool(await sock.poll(HEARTBEAT_WAIT * 1000))
+        finally:
+            sock.close()
+
+    async def send_signal(self, signum: int) -> None:
+        """Through the launcher's helper, as the stock one; over SSH when the helper is gone."""
+        if await self._send_signal_via_listener(signum) or signum == 0:
+            return
+        if self.pid > 0 and self.ip and not self.ip_is_local(self.ip):
+            try:
+                await asyncio.to_thread(self._rsh, self.ip, f"kill -{int(signum)} {int(self.pid)}")
+            except Exception as e:
+                self.log.warning("Portico: signal %d to kernel %s over SSH failed: %s", signum, self.kernel_id, e)
 
     # shutdown --------------------------------------------------------------------------------
     async def shutdown_requested(self, restart: bool = False) -> None:
