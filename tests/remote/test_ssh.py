@@ -355,3 +355,39 @@ async def test_a_killed_remote_kernel_is_seen_and_restarted(remote: Server, http
     async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
         assert r.status == 204
     await all_gone(kid)
+
+
+def ssh_wrapper(hosts: Hosts, directory: Path) -> Path:
+    """An `ssh` first on PATH that uses the test hosts' key and known_hosts: tunnels run the
+    system ssh, which takes ~ from the passwd entry, not from HOME."""
+    directory.mkdir()
+    config = directory / "ssh_config"
+    config.write_text(
+        f"Host *\n  User root\n  IdentityFile {hosts.home / '.ssh' / 'id_ed25519'}\n"
+        f"  UserKnownHostsFile {hosts.home / '.ssh' / 'known_hosts'}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+    )
+    wrapper = directory / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
+    wrapper.chmod(0o755)
+    return directory
+
+
+async def test_a_kernel_through_ssh_tunnels_works_and_its_tunnels_end_with_it(
+    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    bin_dir = ssh_wrapper(ssh_hosts, tmp_path / "bin")
+    env = {"GP_ENABLE_TUNNELING": "true", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    srv = remote_server(ssh_hosts, tmp_path, env=env)
+    try:
+        kid = await start_kernel(http, srv, name="ssh_hosts")
+        tunnels = processes_with("-L", "cmdline")  # the ssh -L of each channel
+        assert len(tunnels) >= 5, "a tunnel per channel"
+        async with connected(http, srv, kid) as client:
+            host, _, pid, _ = await where(client)
+            assert host.startswith("kh")
+        async with http.delete(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
+            assert r.status == 204
+        await all_gone(kid)
+        await eventually(lambda: not set(tunnels) & set(processes_with("-L", "cmdline")), "the tunnels gone")
+    finally:
+        srv.stop()

@@ -27,7 +27,8 @@ fix is for, as measured with gateway_provisioners 0.5.0 (docs/remote-kernels.md 
   and restarted, and interrupts are lost).  Here a kernel is alive while its heartbeat answers,
   and signals the helper cannot take go over SSH.
 - SSH tunnels: the stock ones ask OpenSSH for a ServerAliveInterval of 100 years, which
-  OpenSSH 9 rejects, so every tunnel exits at once.
+  OpenSSH 9 rejects, so every tunnel exits at once; each opens a remote shell (no -N); and the
+  launch returns before they are up.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ REAP_GRACE = 1.0  # seconds a remote kernel has to exit after its shutdown befor
 PAYLOAD_LIMIT = 1 << 16  # bytes of connection info a launcher may send
 LOG_TAIL = 20  # lines of a failed kernel's remote log quoted in the error
 KEEP_ALIVE = 60  # seconds between an SSH tunnel's keep-alives
+TUNNEL_WAIT = 10.0  # seconds for the SSH tunnels of a new kernel to open
 HEARTBEAT_WAIT = 2.0  # seconds a remote kernel has to echo a heartbeat before its helper is asked
 
 
@@ -206,8 +208,28 @@ class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
         connect_info = self.response_manager._response_registry.pop(self.kernel_id).response
         if stock_remote.tunneling_enabled:  # tunnels are processes started with pexpect: blocking
             await asyncio.to_thread(self._setup_connection_info, connect_info)
+            await self._tunnels_up()
         else:
             self._setup_connection_info(connect_info)
+
+    async def _tunnels_up(self) -> None:
+        """Until every tunnel's local end accepts connections: the stock provisioner returns
+        before they do, and a kernel polled meanwhile looks dead (its listener unreachable)."""
+        info = self.connection_info
+        ports = [info[f"{c}_port"] for c in ("shell", "iopub", "stdin", "hb", "control")] + [self.comm_port]
+        deadline = asyncio.get_running_loop().time() + TUNNEL_WAIT
+        for port in ports:
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RuntimeError(
+                            f"The SSH tunnels to the kernel on {self._where()} did not open within {TUNNEL_WAIT:g} s"
+                        ) from None
+                    await asyncio.sleep(0.05)
 
     def _log_tail(self) -> str:
         if not self.kernel_log or not self.ip:
@@ -300,6 +322,24 @@ class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
         except Exception as e:
             self.log.warning("Portico: could not make sure kernel %s ended on %s: %s", self.kernel_id, self._where(), e)
         self.pid = 0
+
+    def _create_ssh_tunnel(
+        self,
+        kernel_channel: Any,
+        local_port: int,
+        remote_port: int,
+        remote_ip: str,
+        server: str,
+        port: int,
+        key: str | None = None,
+    ) -> None:
+        # The stock one calls RemoteProvisionerBase._spawn_ssh_tunnel by name: an override of
+        # that alone would never run.
+        try:
+            tunnel = self._spawn_ssh_tunnel(local_port, remote_port, remote_ip, server, port, key)
+        except Exception as e:
+            raise RuntimeError(f"Could not open an SSH tunnel for {kernel_channel.value}: {error_text(e)}") from e
+        self.tunnel_processes[kernel_channel.value] = tunnel
 
     @staticmethod
     def _spawn_ssh_tunnel(
