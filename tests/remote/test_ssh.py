@@ -234,13 +234,17 @@ async def test_a_kernel_that_never_reports_fails_within_the_launch_timeout_namin
     await all_gone(kid)
 
 
-async def rtt_median(client: KernelClient, n: int = 60) -> float:
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        await client.execute("1+1")
-        times.append(time.perf_counter() - began)
-    return sorted(times)[n // 2]
+async def rtt_median(client: KernelClient, n: int = 40, batches: int = 3) -> float:
+    """The least of a few batch medians: what the round trip costs, less the machine's noise."""
+    medians = []
+    for _ in range(batches):
+        times = []
+        for _ in range(n):
+            began = time.perf_counter()
+            await client.execute("1+1")
+            times.append(time.perf_counter() - began)
+        medians.append(sorted(times)[n // 2])
+    return min(medians)
 
 
 @pytest.mark.fault  # timings: in the serial tier, beside no other test
@@ -251,7 +255,7 @@ async def test_remote_starts_never_stall_the_server_nor_slow_its_local_kernels(
     try:
         local = await start_kernel(http, srv)
         async with connected(http, srv, local) as client:
-            await rtt_median(client, 10)  # warm
+            await rtt_median(client, 10, 1)  # warm
             before = await rtt_median(client)
             waits: list[float] = []
             starting = asyncio.ensure_future(
