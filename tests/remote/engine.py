@@ -4,6 +4,7 @@ kernel-image.sh and cached as a `docker save` file between runs on one machine).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # Debian's client, the engine's own version
 SCRIPT = Path(__file__).with_name("kernel-image.sh")
 IMAGE = "portico-test/kernel:latest"
+LOCK = "/tmp/portico-kernel-image.lock"
 
 
 def why_not() -> str | None:
@@ -44,6 +46,7 @@ class Engine:
     subnet: int
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
+    network_needed: bool = True
     jupyter_path: str = ""
 
     @property
@@ -90,26 +93,33 @@ class Engine:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the private dockerd did not start: " + (s / "dockerd.log").read_text()[-2000:])
             time.sleep(0.1)
+        if not self.network_needed:
+            return
         bridge = f"pkb{self.tag}"
         self.docker("network", "create", "--subnet", f"10.202.{self.subnet}.0/24", "--gateway", self.gateway,
                     "-o", f"com.docker.network.bridge.name={bridge}", self.network)  # fmt: skip
 
     def load_image(self) -> None:
-        """The kernel image: from the cache, else built (about a minute) and cached."""
+        """The kernel image: from the cache, else built (about a minute) and cached.  One
+        builder at a time on a machine (scripts/test starts one early, in the background)."""
         cache = cached_image()
-        if not cache.exists():
-            subprocess.run(
+        with open(LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if cache.exists():
+                self.docker("load", "-i", str(cache))
+                return
+            done = subprocess.run(
                 ["bash", str(SCRIPT), str(self.scratch / "build"), IMAGE],
-                check=True,
                 capture_output=True,
+                text=True,
                 env={**os.environ, "DOCKER_HOST": self.host, "PYTHON": sys.executable},
             )
+            if done.returncode != 0:
+                raise RuntimeError(f"kernel-image.sh failed: {done.stderr[-3000:]}")
             partial = cache.with_suffix(f".{os.getpid()}")
             self.docker("save", IMAGE, "-o", str(partial))
             partial.rename(cache)
             shutil.rmtree(self.scratch / "build", ignore_errors=True)
-        else:
-            self.docker("load", "-i", str(cache))
 
     def containers(self, kernel_id: str | None = None) -> list[str]:
         """Containers of this engine (all states), those of one kernel when given."""
@@ -121,7 +131,8 @@ class Engine:
             return
         for container in self.containers():
             self.docker("rm", "-f", container, check=False)
-        self.docker("network", "rm", self.network, check=False)
+        if self.network_needed:
+            self.docker("network", "rm", self.network, check=False)
         self.proc.terminate()
         try:
             self.proc.wait(20)
@@ -131,3 +142,23 @@ class Engine:
         subprocess.run(["umount", f"{self.scratch}/exec/netns/default"], capture_output=True)
         self.proc = None
         self.log.close()
+
+
+def prepare() -> None:
+    """The kernel image built and cached ahead of the Docker tier, with an engine of its own."""
+    import tempfile
+
+    if why_not() is not None or cached_image().exists():
+        return
+    engine = Engine(Path(tempfile.mkdtemp(prefix="portico-image-")), f"i{os.getpid() % 10000}", 0)
+    engine.network_needed = False
+    try:
+        engine.start()
+        engine.load_image()
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    prepare()

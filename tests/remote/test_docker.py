@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from portico_testing import Server, eventually, start_kernel, stdout_of
 from remote.conftest import docker_server
@@ -18,6 +19,9 @@ from remote.hosts import netns_of
 from remote.test_ssh import GONE_WITHIN, connected, where
 
 ENV = "import os; print(sorted(os.environ.items()))"
+
+# The first test waits for the engine and, on a new machine, for the kernel image to be built.
+pytestmark = pytest.mark.timeout(600)
 
 
 async def no_container(engine: Engine, kernel_id: str) -> None:

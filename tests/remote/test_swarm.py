@@ -80,7 +80,7 @@ def swarm(docker_engine: Engine) -> Iterator[tuple[Engine, str]]:
         engine.docker("swarm", "leave", "--force", check=False)
 
 
-@pytest.mark.timeout(300)  # a swarm, a container and a Portico in it start first: minutes on a busy machine
+@pytest.mark.timeout(600)  # an engine, perhaps the image's build, a swarm, a Portico in a container: first
 def test_a_kernel_in_a_swarm_task_runs_is_interrupted_restarted_and_removed(swarm: tuple[Engine, str]) -> None:
     engine, container = swarm
     venv = ROOT / ".venv" / "bin"
