@@ -6,13 +6,29 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from portico_testing import KernelClient, Server, eventually, start_kernel, start_server, stdout_of
 
 PID = "import os; print(os.getpid())"
+
+
+@pytest.fixture(autouse=True)
+def no_kept_kernel_outlives_the_test(tmp_path: Path) -> Iterator[None]:
+    """Kept kernels outlive their server on purpose: a failing test must not leave one behind
+    (this test's kernels: their connection files are in its state_dir, under tmp_path)."""
+    yield
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ipykernel" in cmdline and str(tmp_path).encode() in cmdline:
+            os.kill(int(proc.name), signal.SIGKILL)
 
 
 def alive(pid: int) -> bool:

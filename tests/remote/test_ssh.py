@@ -29,6 +29,7 @@ WHERE = (
     "import os, socket; "
     "print(socket.gethostname(), os.readlink('/proc/self/ns/net'), os.getpid(), os.environ.get('KERNEL_ID'))"
 )
+SLEEP = "import time; print('running', flush=True); time.sleep(60)"  # interrupted once it prints
 GONE_WITHIN = 10  # seconds, as the issue asks: no kernel process left on any host after its end
 
 
@@ -66,8 +67,8 @@ async def test_a_kernel_on_an_ssh_host_runs_there_and_is_interrupted_and_gone_af
         assert host.startswith("kh") and host != os.uname().nodename
         assert netns != netns_of(remote.proc.pid)
         assert kernel_env_id == kid  # the id Portico shows is the one the host was given
-        msg_id = await client.request("execute_request", {"code": "import time; time.sleep(60)", "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "busy")
+        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
+        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
         async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
             assert r.status == 204
         reply = await client.next(
@@ -335,8 +336,8 @@ async def test_a_remote_kernel_whose_launcher_helper_died_is_not_taken_for_dead_
             os.kill(helper, signal.SIGKILL)
         await asyncio.sleep(2)  # ten polls (kernel_poll_interval 0.2 s)
         assert (await where(client))[2] == pid  # the same kernel: not restarted
-        msg_id = await client.request("execute_request", {"code": "import time; time.sleep(60)", "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "busy")
+        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
+        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
         async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
             assert r.status == 204
         reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
