@@ -16,7 +16,7 @@ from portico_testing import Server, eventually, start_kernel, stdout_of
 from remote.conftest import docker_server
 from remote.engine import Engine
 from remote.hosts import netns_of
-from remote.test_ssh import GONE_WITHIN, SLEEP, connected, where
+from remote.kernels import GONE_WITHIN, SLEEP, connected, where
 
 ENV = "import os; print(sorted(os.environ.items()))"
 

@@ -10,8 +10,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +22,7 @@ from jupyter_client.session import Session
 from portico_testing import KernelClient, Server, eventually, processes_with, start_kernel, stdout_of
 from remote.conftest import LAUNCH_TIMEOUT, remote_server
 from remote.hosts import Hosts, netns_of
-
-WHERE = (
-    "import os, socket; "
-    "print(socket.gethostname(), os.readlink('/proc/self/ns/net'), os.getpid(), os.environ.get('KERNEL_ID'))"
-)
-SLEEP = "import time; print('running', flush=True); time.sleep(60)"  # interrupted once it prints
-GONE_WITHIN = 10  # seconds, as the issue asks: no kernel process left on any host after its end
-
-
-def kernel_pids(kernel_id: str) -> list[int]:
-    """Live processes of that kernel on any test host (they share this machine's PID space)."""
-    return processes_with(f"KERNEL_ID={kernel_id}")
-
-
-async def where(client: KernelClient) -> tuple[str, str, int, str]:
-    reply, outputs = await client.execute(WHERE)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    host, netns, pid, kid = stdout_of(outputs).split()
-    return host, netns, int(pid), kid
-
-
-@asynccontextmanager
-async def connected(http: aiohttp.ClientSession, server: Server, kernel_id: str) -> AsyncIterator[KernelClient]:
-    client = await KernelClient.connect(http, server, kernel_id)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def all_gone(kernel_id: str) -> None:
-    await eventually(lambda: not kernel_pids(kernel_id), f"kernel {kernel_id}'s processes gone", GONE_WITHIN)
+from remote.kernels import GONE_WITHIN, SLEEP, all_gone, connected, kernel_pids, where
 
 
 async def test_a_kernel_on_an_ssh_host_runs_there_and_is_interrupted_and_gone_after_delete(
@@ -274,125 +241,5 @@ async def test_remote_starts_never_stall_the_server_nor_slow_its_local_kernels(
               f"local rtt {before * 1000:.2f} ms before, {after * 1000:.2f} ms with remote kernels")  # fmt: skip
         assert max(waits) <= 0.050
         assert after <= 1.2 * before
-    finally:
-        srv.stop()
-
-
-async def test_a_kept_remote_kernel_outlives_sigterm_and_the_next_portico_reattaches(
-    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    keep = ("--state-dir", str(tmp_path / "state"), "--keep-kernels")
-    first = remote_server(ssh_hosts, tmp_path, *keep)
-    try:
-        kid = await start_kernel(http, first, name="ssh_hosts")
-        async with connected(http, first, kid) as client:
-            _, _, pid, _ = await where(client)
-            await client.execute("x = 41")
-    finally:
-        assert first.stop(signal.SIGTERM) == 0
-    assert pid in kernel_pids(kid)
-    second = remote_server(ssh_hosts, tmp_path, *keep)
-    try:
-        async with http.get(f"{second.url}api/kernels", headers=second.headers) as r:
-            assert [k["id"] for k in await r.json()] == [kid]
-        async with connected(http, second, kid) as client:
-            _, outputs = await client.execute("print(x + 1)")
-            assert stdout_of(outputs).strip() == "42"
-            assert (await where(client))[2] == pid
-        async with http.delete(f"{second.url}api/kernels/{kid}", headers=second.headers) as r:
-            assert r.status == 204
-    finally:
-        second.stop()
-    await all_gone(kid)
-
-
-async def test_after_a_crash_the_next_portico_ends_the_remote_kernels_it_left(
-    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    state = ("--state-dir", str(tmp_path / "state"))
-    first = remote_server(ssh_hosts, tmp_path, *state)
-    kid = await start_kernel(http, first, name="ssh_hosts")
-    first.stop(signal.SIGKILL)
-    await asyncio.sleep(1)
-    assert kernel_pids(kid), "a remote kernel has no parent poller: the crash left it running"
-    second = remote_server(ssh_hosts, tmp_path, *state)
-    try:
-        await all_gone(kid)
-        async with http.get(f"{second.url}api/kernels", headers=second.headers) as r:
-            assert await r.json() == []
-    finally:
-        second.stop()
-
-
-async def test_a_remote_kernel_whose_launcher_helper_died_is_not_taken_for_dead_and_still_interrupts(
-    remote: Server, http: aiohttp.ClientSession
-) -> None:
-    kid = await start_kernel(http, remote, name="ssh_hosts")
-    async with connected(http, remote, kid) as client:
-        _, _, pid, _ = await where(client)
-        helpers = [p for p in kernel_pids(kid) if p != pid]
-        assert helpers, "the launcher's helper process"
-        for helper in helpers:
-            os.kill(helper, signal.SIGKILL)
-        await asyncio.sleep(2)  # ten polls (kernel_poll_interval 0.2 s)
-        assert (await where(client))[2] == pid  # the same kernel: not restarted
-        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
-        async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
-            assert r.status == 204
-        reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
-        assert reply["content"]["ename"] == "KeyboardInterrupt"  # over SSH, the helper being gone
-    async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
-        assert r.status == 204
-    await all_gone(kid)
-
-
-async def test_a_killed_remote_kernel_is_seen_and_restarted(remote: Server, http: aiohttp.ClientSession) -> None:
-    kid = await start_kernel(http, remote, name="ssh_hosts")
-    async with connected(http, remote, kid) as client:
-        _, _, pid, _ = await where(client)
-        os.kill(pid, signal.SIGKILL)
-        await client.next(
-            lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
-            timeout=GONE_WITHIN,
-        )
-        assert (await where(client))[2] != pid
-    async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
-        assert r.status == 204
-    await all_gone(kid)
-
-
-def ssh_wrapper(hosts: Hosts, directory: Path) -> Path:
-    """An `ssh` first on PATH that uses the test hosts' key and known_hosts: tunnels run the
-    system ssh, which takes ~ from the passwd entry, not from HOME."""
-    directory.mkdir()
-    config = directory / "ssh_config"
-    config.write_text(
-        f"Host *\n  User root\n  IdentityFile {hosts.home / '.ssh' / 'id_ed25519'}\n"
-        f"  UserKnownHostsFile {hosts.home / '.ssh' / 'known_hosts'}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
-    )
-    wrapper = directory / "ssh"
-    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
-    wrapper.chmod(0o755)
-    return directory
-
-
-async def test_a_kernel_through_ssh_tunnels_works_and_its_tunnels_end_with_it(
-    ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    bin_dir = ssh_wrapper(ssh_hosts, tmp_path / "bin")
-    env = {"GP_ENABLE_TUNNELING": "true", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    srv = remote_server(ssh_hosts, tmp_path, env=env)
-    try:
-        kid = await start_kernel(http, srv, name="ssh_hosts")
-        tunnels = processes_with("-L", "cmdline")  # the ssh -L of each channel
-        assert len(tunnels) >= 5, "a tunnel per channel"
-        async with connected(http, srv, kid) as client:
-            host, _, pid, _ = await where(client)
-            assert host.startswith("kh")
-        async with http.delete(f"{srv.url}api/kernels/{kid}", headers=srv.headers) as r:
-            assert r.status == 204
-        await all_gone(kid)
-        await eventually(lambda: not set(tunnels) & set(processes_with("-L", "cmdline")), "the tunnels gone")
     finally:
         srv.stop()

@@ -24,8 +24,9 @@ fix is for, as measured with gateway_provisioners 0.5.0 (docs/remote-kernels.md 
 - The remote command: the stock one joins the kernelspec's argv unquoted.
 - Liveness: the stock poll asks the launcher's helper process, which outlives a killed kernel
   (for one more poll) and may die while the kernel runs (then a healthy kernel is declared dead
-  and restarted, and interrupts are lost).  Here a kernel is alive while its heartbeat answers,
-  and signals the helper cannot take go over SSH.
+  and restarted, and interrupts are lost).  Here a kernel is alive while its own heartbeat port
+  takes connections (through tunnels: while its heartbeat echoes), and signals the helper cannot
+  take go over SSH.
 - SSH tunnels: the stock ones ask OpenSSH for a ServerAliveInterval of 100 years, which
   OpenSSH 9 rejects, so every tunnel exits at once; each opens a remote shell (no -N); and the
   launch returns before they are up.
@@ -148,8 +149,11 @@ class ListenerFixes:
 class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
     """gateway_provisioners' SSH provisioner, fixed (see the module's docstring)."""
 
+    _listened = False  # the kernel's own ports were seen listening since its launch
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         self.kernel_log = None
+        self._listened = False
         env = kwargs.get("env", {})
         self.assigned_host = self._determine_next_host(env)
         try:
@@ -262,11 +266,36 @@ class DistributedProvisioner(ListenerFixes, StockDistributedProvisioner):
 
     # liveness and signals ----------------------------------------------------------------------
     async def poll(self) -> int | None:
-        """Alive while the kernel itself answers its heartbeat; the stock poll only asks the
-        launcher's helper, which outlives a killed kernel and can die before a healthy one."""
-        if await self._kernel_answers():
+        """Alive while the kernel's own process listens; the stock poll only asks the launcher's
+        helper, which outlives a killed kernel and can die before a healthy one."""
+        if self.tunnel_processes:  # a tunnel's local end always accepts: ask the kernel itself
+            alive: bool | None = await self._kernel_answers()
+        else:
+            alive = await self._kernel_listens()
+        if alive:
+            self._listened = True
             return None
-        return await super().poll()  # the helper answers while the kernel's process is there
+        if alive is False and self._listened:
+            return 0
+        # Cannot tell (the host does not answer), or the kernel has not bound its ports yet (the
+        # launcher reports before the kernel listens): the helper answers while its process is there.
+        return await super().poll()
+
+    async def _kernel_listens(self) -> bool | None:
+        """Whether the kernel's heartbeat port takes a TCP connection (the host's network stack
+        answers for it: a live process, busy or not, does; a dead one's port refuses), or None
+        when the host does not answer at all."""
+        info = self.connection_info
+        if not info.get("hb_port") or not info.get("ip"):
+            return None
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(info["ip"], info["hb_port"]), LISTENER_TIMEOUT)
+        except ConnectionRefusedError:
+            return False
+        except (OSError, TimeoutError):
+            return None
+        writer.close()
+        return True
 
     async def _kernel_answers(self) -> bool:
         info = self.connection_info
