@@ -202,44 +202,53 @@ async def test_a_kernel_that_never_reports_fails_within_the_launch_timeout_namin
     await all_gone(kid)
 
 
-async def rtt_median(client: KernelClient, n: int = 40, batches: int = 3) -> float:
-    """The least of a few batch medians: what the round trip costs, less the machine's noise."""
-    medians = []
-    for _ in range(batches):
-        times = []
-        for _ in range(n):
-            began = time.perf_counter()
-            await client.execute("1+1")
-            times.append(time.perf_counter() - began)
-        medians.append(sorted(times)[n // 2])
-    return min(medians)
+async def rtt_medians(client: KernelClient, n: int = 30) -> float:
+    times = []
+    for _ in range(n):
+        began = time.perf_counter()
+        await client.execute("1+1")
+        times.append(time.perf_counter() - began)
+    return sorted(times)[n // 2]
 
 
 @pytest.mark.fault  # timings: in the serial tier, beside no other test
 async def test_remote_starts_never_stall_the_server_nor_slow_its_local_kernels(
     ssh_hosts: Hosts, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    srv = remote_server(ssh_hosts, tmp_path)
+    srv = remote_server(ssh_hosts, tmp_path, "--kernel-poll-interval", "1")  # the default
+    twin = remote_server(ssh_hosts, tmp_path, "--kernel-poll-interval", "1")  # never has a remote kernel
     try:
         local = await start_kernel(http, srv)
-        async with connected(http, srv, local) as client:
-            await rtt_median(client, 10, 1)  # warm
-            before = await rtt_median(client)
-            waits: list[float] = []
-            starting = asyncio.ensure_future(
-                asyncio.gather(*(start_kernel(http, srv, name="ssh_hosts") for _ in range(3)))
-            )
-            while not starting.done():
-                began = time.perf_counter()
-                async with http.get(f"{srv.url}api", headers=srv.headers) as r:
-                    assert r.status == 200
-                waits.append(time.perf_counter() - began)
-                await asyncio.sleep(0.01)
-            await starting
-            after = await rtt_median(client)
-        print(f"GET /api during 3 remote starts: {len(waits)} samples, max {max(waits) * 1000:.1f} ms; "
-              f"local rtt {before * 1000:.2f} ms before, {after * 1000:.2f} ms with remote kernels")  # fmt: skip
+        waits: list[float] = []
+
+        async def three_starts() -> None:  # one after another: the hosts share this machine's 2 cores
+            for _ in range(3):
+                await start_kernel(http, srv, name="ssh_hosts")
+
+        starting = asyncio.ensure_future(three_starts())
+        while not starting.done():
+            began = time.perf_counter()
+            async with http.get(f"{srv.url}api", headers=srv.headers) as r:
+                assert r.status == 200
+            waits.append(time.perf_counter() - began)
+            await asyncio.sleep(0.01)
+        await starting
+        # The local kernel's round trip beside three remote kernels, against the same on a twin
+        # Portico without any, in alternate batches: the machine's drift falls on both alike.
+        mine, theirs = [], []
+        async with (
+            connected(http, srv, local) as client,
+            connected(http, twin, await start_kernel(http, twin)) as other,
+        ):
+            await rtt_medians(client, 10), await rtt_medians(other, 10)  # warm
+            for _ in range(4):
+                mine.append(await rtt_medians(client))
+                theirs.append(await rtt_medians(other))
+        with_remote, without = min(mine), min(theirs)
+        print(f"GET /api during 3 remote starts: {len(waits)} samples, max {max(waits) * 1000:.1f} ms; local rtt "
+              f"{with_remote * 1000:.2f} ms beside remote kernels, {without * 1000:.2f} ms without")  # fmt: skip
         assert max(waits) <= 0.050
-        assert after <= 1.2 * before
+        assert with_remote <= 1.2 * without
     finally:
         srv.stop()
+        twin.stop()

@@ -72,6 +72,13 @@ class KernelManager(AsyncKernelManager):
         return cmd
 
 
+class _Spec:
+    """A kernelspec's metadata, where remote.provisioner_of looks."""
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
+
+
 class Kernels:
     """Every kernel Portico runs, by id."""
 
@@ -502,12 +509,29 @@ class Kernels:
     name = "kernels"
 
     async def start_up(self) -> None:
+        await self._prepare_provisioners()
         if self.settings.state_dir:
             self.registry = Registry(self.settings.state_dir)
             await self.adopt()
         self.pool.start()
         if self.settings.cull_idle_timeout > 0:
             self._culler = asyncio.create_task(self._cull_loop())
+
+    async def _prepare_provisioners(self) -> None:
+        """The provisioners the installed kernelspecs name, made ready before any request comes:
+        importing them (paramiko, cryptography) and making the response listener's key take the
+        GIL for half a second, which a first remote start would otherwise spend beside the loop."""
+        names = set()
+        for found in self.specs.manager.get_all_specs().values():
+            spec = found.get("spec") or {}
+            named = remote.provisioner_of(remote.fixed(_Spec(spec.get("metadata") or {})))
+            if named is not None:
+                names.add(named)
+        for name in sorted(names):
+            try:
+                await remote.prepare(name)
+            except Exception as e:  # a kernelspec of it fails to start, saying why; the server serves
+                log.warning("provisioner %s cannot be loaded: %s", name, described(e))
 
     def stop_accepting(self) -> None:
         self.accepting = False

@@ -17,7 +17,7 @@ FIXED = {
 }
 OWN = frozenset(FIXED.values())
 
-_prepared: dict[str, asyncio.Task[None]] = {}
+_prepared: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[None]] = {}  # per loop: tests run several
 
 
 def provisioner_of(spec: Any) -> str | None:
@@ -39,9 +39,10 @@ async def prepare(name: str) -> None:
     """Before the first kernel of provisioner `name` starts: its package imported in a thread
     (gateway_provisioners brings paramiko and pycryptodome: a third of a second on the event
     loop otherwise), and Portico's own provisioners set up off the loop."""
-    task = _prepared.get(name)
+    loop = asyncio.get_running_loop()
+    task = _prepared.get((loop, name))
     if task is None or (task.done() and task.exception() is not None):
-        task = _prepared[name] = asyncio.ensure_future(_prepare(name))
+        task = _prepared[(loop, name)] = asyncio.ensure_future(_prepare(name))
     await asyncio.shield(task)
 
 
