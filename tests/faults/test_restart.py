@@ -44,7 +44,11 @@ async def test_an_execute_sent_while_the_kernel_restarts_is_answered_with_its_ou
     client = await KernelClient.connect(http, server, kid, v1=v1)
     for attempt in range(3):
         crash = await client.request("execute_request", {"code": "import os; os._exit(1)", **EXECUTE})
-        await asyncio.sleep(0.3)
+        # Sent once the death is seen, while the kernel restarts (a fixed pause raced a kernel slowed
+        # by a busy machine: the request then reached the old kernel, queued behind the crash).
+        await client.next(
+            lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting"
+        )
         six = await client.request("execute_request", {"code": "6*7", **EXECUTE})
         crashed, _ = await client.collect(crash, timeout=60)  # answered first, by Portico
         assert crashed["content"]["status"] == "error" and crashed["content"]["ename"] == "DeadKernelError"
