@@ -78,6 +78,7 @@ def swarm(docker_engine: Engine) -> Iterator[tuple[Engine, str]]:
             engine.docker("service", "rm", service, check=False)
         engine.docker("network", "rm", overlay, check=False)
         engine.docker("swarm", "leave", "--force", check=False)
+        engine.docker("network", "rm", "docker_gwbridge", check=False)  # the host bridge swarm made
 
 
 @pytest.mark.timeout(600)  # an engine, perhaps the image's build, a swarm, a Portico in a container: first
