@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import servers
-from clients import Kernel, Pending, WebSocketKernel
+from clients import DirectKernel, Kernel, WebSocketKernel
 from jupyter_client.asynchronous import AsyncKernelClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
@@ -29,13 +29,9 @@ from remote.hosts import Hosts, free_subnet, ssh_spec  # noqa: E402
 SPEC = "ssh_hosts"
 
 
-class DirectRemote(Kernel):
-    """jupyter_client over ZeroMQ straight to a remote kernel, with its CurveZMQ keys."""
-
-    def __init__(self, kc: AsyncKernelClient) -> None:
-        self.kc = kc
-        self.pending: dict[str, Pending] = {}
-        self._readers = [asyncio.create_task(self._read("shell")), asyncio.create_task(self._read("iopub"))]
+class DirectRemote(DirectKernel):
+    """jupyter_client over ZeroMQ straight to a remote kernel, with its CurveZMQ keys: the bench's
+    direct client, attached to a kernel it did not start."""
 
     @classmethod
     async def attach(cls, info: dict[str, Any]) -> DirectRemote:
@@ -43,24 +39,12 @@ class DirectRemote(Kernel):
         kc.load_connection_info(info)
         kc.start_channels()
         await kc.wait_for_ready(timeout=30)
-        return cls(kc)
-
-    async def _read(self, channel: str) -> None:
-        get = self.kc.get_shell_msg if channel == "shell" else self.kc.get_iopub_msg
-        while True:
-            msg = await get()
-            self._dispatch(channel, msg["msg_type"], msg["parent_header"].get("msg_id"), lambda m=msg: m["content"], 0)
-
-    async def send(self, msg_type: str, content: dict[str, Any]) -> Pending:
-        msg = self.kc.session.msg(msg_type, content)
-        pending = self.pending[msg["header"]["msg_id"]] = Pending()
-        self.kc.shell_channel.send(msg)
-        return pending
+        return cls(None, kc)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         for task in self._readers:
             task.cancel()
-        self.kc.stop_channels()
+        self.kc.stop_channels()  # the kernel is Portico's to end
 
 
 async def portico(hosts: Hosts, pool: int) -> servers.Server:

@@ -40,3 +40,13 @@ async def connected(http: aiohttp.ClientSession, server: Server, kernel_id: str)
 
 async def all_gone(kernel_id: str) -> None:
     await eventually(lambda: not kernel_pids(kernel_id), f"kernel {kernel_id}'s processes gone", GONE_WITHIN)
+
+
+async def interrupted(http: aiohttp.ClientSession, server: Server, kernel_id: str, client: KernelClient) -> str:
+    """Run SLEEP, interrupt it through the REST API once it runs; the ename it ended with."""
+    msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
+    await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
+    async with http.post(f"{server.url}api/kernels/{kernel_id}/interrupt", headers=server.headers) as r:
+        assert r.status == 204
+    reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
+    return str(reply["content"]["ename"])

@@ -16,7 +16,7 @@ from portico_testing import Server, eventually, start_kernel, stdout_of
 from remote.conftest import docker_server
 from remote.engine import Engine
 from remote.hosts import netns_of
-from remote.kernels import GONE_WITHIN, SLEEP, connected, where
+from remote.kernels import GONE_WITHIN, connected, interrupted, where
 
 ENV = "import os; print(sorted(os.environ.items()))"
 
@@ -38,12 +38,7 @@ async def test_a_kernel_in_a_container_runs_there_is_interrupted_and_is_gone_aft
         assert host != os.uname().nodename and kid in host  # the container's hostname: <user>-<kernel id>
         assert netns != netns_of(dockerized.proc.pid)
         assert kernel_env_id == kid
-        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
-        async with http.post(f"{dockerized.url}api/kernels/{kid}/interrupt", headers=dockerized.headers) as r:
-            assert r.status == 204
-        reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
-        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert await interrupted(http, dockerized, kid, client) == "KeyboardInterrupt"
     async with http.delete(f"{dockerized.url}api/kernels/{kid}", headers=dockerized.headers) as r:
         assert r.status == 204
     await no_container(docker_engine, kid)

@@ -22,7 +22,7 @@ from jupyter_client.session import Session
 from portico_testing import KernelClient, Server, eventually, processes_with, start_kernel, stdout_of
 from remote.conftest import LAUNCH_TIMEOUT, remote_server
 from remote.hosts import Hosts, netns_of
-from remote.kernels import GONE_WITHIN, SLEEP, all_gone, connected, kernel_pids, where
+from remote.kernels import GONE_WITHIN, all_gone, connected, interrupted, kernel_pids, where
 
 
 async def test_a_kernel_on_an_ssh_host_runs_there_and_is_interrupted_and_gone_after_delete(
@@ -34,14 +34,7 @@ async def test_a_kernel_on_an_ssh_host_runs_there_and_is_interrupted_and_gone_af
         assert host.startswith("kh") and host != os.uname().nodename
         assert netns != netns_of(remote.proc.pid)
         assert kernel_env_id == kid  # the id Portico shows is the one the host was given
-        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
-        async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
-            assert r.status == 204
-        reply = await client.next(
-            lambda m: m["header"]["msg_type"] == "execute_reply" and m["parent_header"]["msg_id"] == msg_id
-        )
-        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert await interrupted(http, remote, kid, client) == "KeyboardInterrupt"
     assert pid in kernel_pids(kid)
     async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
         assert r.status == 204

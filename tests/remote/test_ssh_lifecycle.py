@@ -13,7 +13,7 @@ import aiohttp
 from portico_testing import Server, eventually, processes_with, start_kernel, stdout_of
 from remote.conftest import remote_server
 from remote.hosts import Hosts
-from remote.kernels import GONE_WITHIN, SLEEP, all_gone, connected, kernel_pids, where
+from remote.kernels import GONE_WITHIN, all_gone, connected, interrupted, kernel_pids, where
 
 
 async def test_a_kept_remote_kernel_outlives_sigterm_and_the_next_portico_reattaches(
@@ -74,12 +74,7 @@ async def test_a_remote_kernel_whose_launcher_helper_died_is_not_taken_for_dead_
             os.kill(helper, signal.SIGKILL)
         await asyncio.sleep(2)  # ten polls (kernel_poll_interval 0.2 s)
         assert (await where(client))[2] == pid  # the same kernel: not restarted
-        msg_id = await client.request("execute_request", {"code": SLEEP, "silent": False})
-        await client.next(lambda m: m["header"]["msg_type"] == "stream" and "running" in m["content"]["text"])
-        async with http.post(f"{remote.url}api/kernels/{kid}/interrupt", headers=remote.headers) as r:
-            assert r.status == 204
-        reply = await client.next(lambda m: m["parent_header"].get("msg_id") == msg_id and "ename" in m["content"])
-        assert reply["content"]["ename"] == "KeyboardInterrupt"  # over SSH, the helper being gone
+        assert await interrupted(http, remote, kid, client) == "KeyboardInterrupt"  # over SSH, the helper being gone
     async with http.delete(f"{remote.url}api/kernels/{kid}", headers=remote.headers) as r:
         assert r.status == 204
     await all_gone(kid)
