@@ -13,6 +13,9 @@ from aiohttp import web
 
 from . import __version__
 from .contents.routes import ContentsRoutes
+from .execution.execution import Executions
+from .execution.mcp import Mcp
+from .execution.routes import ExecutionRoutes
 from .kernels.manager import Kernels
 from .kernels.metrics import KernelCollector
 from .kernels.routes import KernelRoutes
@@ -110,6 +113,10 @@ def build_app(settings: Settings) -> web.Application:
     notebooks = NotebookApis(settings, kernels, owners)
     ServerRoutes(settings, kernels, metrics, notebooks, proxy).add_to(app.router)
     KernelRoutes(settings, specs, kernels, sessions).add_to(app.router)
+    executions = Executions(kernels, settings.base_url, settings.execution_result_ttl)
+    ExecutionRoutes(settings, kernels, executions).add_to(app.router)
+    mcp = Mcp(settings, kernels, executions)
+    mcp.add_to(app.router)
     ContentsRoutes(settings).add_to(app.router)
     if settings.page:
         PageRoutes(settings, guard).add_to(app.router)
@@ -118,5 +125,5 @@ def build_app(settings: Settings) -> web.Application:
     guard.open_paths |= proxy.open_paths
     guard.xsrf_exempt_prefixes += proxy.xsrf_exempt_prefixes
 
-    Lifecycle([[kernels, MemoryTrim(settings.memory_trim_interval)], [notebooks, proxy]], in_flight).attach(app)
+    Lifecycle([[kernels, MemoryTrim(settings.memory_trim_interval)], [notebooks, proxy, mcp]], in_flight).attach(app)
     return app

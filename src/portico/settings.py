@@ -155,6 +155,24 @@ class Settings:
     # warm pool
     pool_size: int = _opt(1, "Warm kernels kept ready for each pooled kernelspec; 0 turns the pool off.", minimum=0)
     pool_kernels: list[str] = _opt([], "Kernelspecs that get a warm pool (default: the default kernelspec).")
+    pool_max: int = _opt(
+        8,
+        "Most warm kernels per pooled kernelspec: the pool grows toward it while kernels are taken faster than it refills (an idle ipykernel holds about 50 MB).",
+        minimum=0,
+    )
+    pool_idle_timeout: float = _opt(
+        120.0, "Seconds without a kernel taken after which a grown pool halves, back toward pool_size.", minimum=0.1
+    )
+    # code over HTTP
+    execution_timeout: float = _opt(
+        0.0,
+        "Default timeout, in seconds, of a request to POST /api/kernels/{id}/execute (0: none); past it the kernel is interrupted, and restarted if that does not end the request.",
+        minimum=0,
+    )
+    one_shot_timeout: float = _opt(
+        60.0, "Default timeout, in seconds, of a one-shot run (POST /api/execute); 0 for none.", minimum=0
+    )
+    execution_result_ttl: float = _opt(600.0, "Seconds a finished execution request stays pollable.", minimum=0.1)
     seed: str = _opt(
         "",
         "A notebook whose code cells run in every new kernel of its kernelspec before it is handed out, and again after a restart (Kernel Gateway's seed_uri).",

@@ -109,3 +109,20 @@ async def test_twenty_simultaneous_creates_with_an_empty_pool(http: aiohttp.Clie
         assert len(set(ids)) == 20
         outputs = await asyncio.gather(*(run(http, srv, kid, "print('ok')") for kid in ids))
         assert outputs == ["ok\n"] * 20
+
+
+async def test_the_pool_grows_with_demand_and_shrinks_when_idle(http: aiohttp.ClientSession, root_dir: Path) -> None:
+    async with serving(root_dir=str(root_dir), pool_size=1, pool_max=4, pool_idle_timeout=1.0) as srv:
+        await wait_pool(http, srv, 1)
+        first = await start_kernel(http, srv)  # leaves the pool empty: its target doubles to 2
+        assert await logged(srv, f"kernel {first} started (python3, from the warm pool)")
+        await asyncio.gather(start_kernel(http, srv), start_kernel(http, srv))  # finds it empty: 4
+        assert await logged(srv, "warm pool: python3 grows to 4 kernels")
+        await wait_pool(http, srv, 4)
+
+        async def back_to_one() -> bool:
+            return await pool_count(http, srv) == 1
+
+        await eventually(back_to_one, "the idle pool to shrink back to pool_size", 60)
+        assert await logged(srv, "warm pool: python3 idle, shrinks to 2 kernels")
+        assert await logged(srv, "warm pool: python3 idle, shrinks to 1 kernels")

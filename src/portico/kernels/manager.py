@@ -105,7 +105,14 @@ class Kernels:
             s.kernel_restart_output_wait,
         )
         self.seed = Seed.load(s.seed, s.default_kernel_name) if s.seed else None
-        self.pool = Pool(self._launch_warm, s.pool_kernels or [s.default_kernel_name], s.pool_size)
+        self.pool = Pool(
+            self._launch_warm,
+            lambda kernel: self._dispose(kernel, "warm kernel shut down: the pool shrank"),
+            s.pool_kernels or [s.default_kernel_name],
+            s.pool_size,
+            s.pool_max,
+            s.pool_idle_timeout,
+        )
 
     @property
     def context(self) -> zmq.asyncio.Context:

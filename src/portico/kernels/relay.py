@@ -353,6 +353,8 @@ class KernelRelay:
         self.last_activity = time.time()
         self._idle_for: dict[str, asyncio.Event] = {}  # msg_id -> set when its status: idle arrives
         self.taps: dict[str, Callable[[list[bytes]], None]] = {}  # parent msg_id -> observer of its iopub
+        # told why, when what was sent to the kernel can no longer be answered by it (restart, death, close)
+        self.watchers: set[Callable[[str], None]] = set()
         self.numbering = Numbering()
         self.requests: dict[str, Request] = {}  # msg_id -> sent to the kernel, not finished yet
         self._held: list[Request] | None = None  # client messages waiting while the kernel restarts
@@ -471,10 +473,6 @@ class KernelRelay:
                 self.on_status(state)
                 if self.requests:
                     self._track(state, parts[1])
-            if self.taps:
-                tap = self.taps.get(orjson.loads(parts[1]).get("msg_id"))
-                if tap is not None:
-                    tap(parts)
             lost = self.numbering.lost_before(parts[0])
             if lost:
                 self._tell_lost(lost, parts)
@@ -635,6 +633,8 @@ class KernelRelay:
         why says what happened to the kernel ("died", "was restarted"); with failure (the kernel
         did not come back) the held messages are answered with it instead of being sent.
         """
+        for watcher in list(self.watchers):
+            watcher(failure or f"The kernel {why}.")
         orphans, self._orphans = {**self._orphans, **(self.requests if failure else {})}, {}
         self.cut = set()
         # The kernel runs shell requests in order: the one it died in is the one it said busy for,
@@ -705,6 +705,11 @@ class KernelRelay:
         self._notice(text, lost, orjson.loads(parts[1]) if parts[1] != b"{}" else None)
 
     def broadcast(self, parts: list[bytes]) -> None:
+        """To every client, and to the observer of its parent request (Portico's own notices too)."""
+        if self.taps:
+            tap = self.taps.get(msg_id_of(parts[1]) or "")
+            if tap is not None:
+                tap(parts)
         seq = self.journal.append(parts)
         encoded: dict[tuple[bool, bool], tuple[bytes, bool]] = {}
         for client in self.clients.values():
@@ -852,6 +857,8 @@ class KernelRelay:
         await asyncio.gather(*(c.close(code, reason) for c in clients), return_exceptions=True)
 
     async def close(self, reason: str) -> None:
+        for watcher in list(self.watchers):
+            watcher(f"The {reason}.")
         await self.disconnect_all(Close.GOING_AWAY, reason)
         self._task.cancel()
         if self._probe is not None:
