@@ -29,7 +29,7 @@ import zmq
 
 from ..errors import Conflict, NotFound
 from ..kernels import wire
-from ..kernels.relay import REPLY_GRACE, KernelRelay, taken
+from ..kernels.relay import REPLY_GRACE, KernelRelay, msg_id_of
 
 if TYPE_CHECKING:
     from ..kernels.kernel import Kernel
@@ -283,13 +283,14 @@ class KernelQueue:
         self.kernel = kernel
         self.waiting: deque[Execution] = deque()
         self.current: Execution | None = None
-        self._stdin: zmq.asyncio.Socket | None = None
+        self._channels: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket] | None = None  # shell, stdin
+        self._connection: dict[str, Any] | None = None  # the relay's, when they were opened
+        self._relay: KernelRelay | None = None
+        self._readers: list[asyncio.Task[None]] = []
         self._runner: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def put(self, execution: Execution) -> None:
         self.waiting.append(execution)
-        self._wake.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run_all())
 
@@ -314,9 +315,7 @@ class KernelQueue:
         if self.kernels.kernels.get(self.kernel.id) is not self.kernel:
             execution.finish("Not run: the kernel was shut down.")
             return
-        identity = uuid.uuid4().hex.encode()
-        shell = relay.connect(zmq.DEALER, "shell", identity)
-        stdin = self._stdin = relay.connect(zmq.DEALER, "stdin", identity)
+        shell, _ = self._open(relay)
         request = wire.build(
             "execute_request",
             {
@@ -329,28 +328,42 @@ class KernelQueue:
             },
         )
         msg_id = execution.msg_id = request.header["msg_id"]
-
-        def ended(why: str) -> None:
-            execution.finish(why)
-
         relay.taps[msg_id] = execution.on_iopub
-        relay.watchers.add(ended)
-        readers = [
-            asyncio.create_task(self._replies(relay, shell, execution)),
-            asyncio.create_task(self._inputs(relay, stdin, execution)),
-        ]
         try:
             relay.to_kernel(shell, "shell", request.parts)
             await self._until_done(execution)
         finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
             relay.taps.pop(msg_id, None)
-            relay.watchers.discard(ended)
-            shell.close(linger=0)
-            stdin.close(linger=0)
-            self._stdin = None
+
+    def _open(self, relay: KernelRelay) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
+        """This queue's shell and stdin sockets (one identity), kept from one run to the next
+        until the kernel restarts, dies or is shut down (the relay's watchers say so)."""
+        if self._channels is None or self._connection is not relay.connection:
+            self._close()
+            identity = uuid.uuid4().hex.encode()
+            shell, stdin = relay.connect(zmq.DEALER, "shell", identity), relay.connect(zmq.DEALER, "stdin", identity)
+            self._channels, self._connection, self._relay = (shell, stdin), relay.connection, relay
+            self._readers = [
+                asyncio.create_task(self._replies(relay, shell)),
+                asyncio.create_task(self._inputs(relay, stdin)),
+            ]
+            relay.watchers.add(self._ended)
+        return self._channels
+
+    def _ended(self, why: str) -> None:
+        """The kernel restarted, died or was shut down: what runs on it never gets its reply."""
+        if self.current is not None:
+            self.current.finish(why)
+        self._close()
+
+    def _close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for sock in self._channels or ():
+            sock.close(linger=0)
+        if self._relay is not None:
+            self._relay.watchers.discard(self._ended)
+        self._channels, self._readers, self._relay = None, [], None
 
     async def _until_done(self, execution: Execution) -> None:
         """Until it ends, enforcing its timeout once the kernel has taken it up."""
@@ -399,34 +412,28 @@ class KernelQueue:
         except Exception as e:
             log.warning("kernel %s: restart after a timed-out request failed: %s", self.kernel.id, e)
 
-    @staticmethod
-    async def _replies(relay: KernelRelay, shell: zmq.asyncio.Socket, execution: Execution) -> None:
+    async def _replies(self, relay: KernelRelay, shell: zmq.asyncio.Socket) -> None:
         while True:
             parts = relay.accept(await shell.recv_multipart(), "shell")
-            if parts is not None and orjson.loads(parts[1]).get("msg_id") == execution.msg_id:
+            execution = self.current
+            if parts is not None and execution is not None and msg_id_of(parts[1]) == execution.msg_id:
                 execution.on_reply(orjson.loads(parts[3]))
 
-    @staticmethod
-    async def _inputs(relay: KernelRelay, stdin: zmq.asyncio.Socket, execution: Execution) -> None:
+    async def _inputs(self, relay: KernelRelay, stdin: zmq.asyncio.Socket) -> None:
         while True:
-            received = stdin.recv_multipart()
-            try:
-                frames = await received
-            except asyncio.CancelledError:
-                late = taken(received)
-                if late is not None:
-                    log.warning("an input_request arrived as execution %s ended; not answered", execution.id)
-                raise
-            parts = relay.accept(frames, "stdin")
-            if parts is not None and orjson.loads(parts[0]).get("msg_type") == "input_request":
+            parts = relay.accept(await stdin.recv_multipart(), "stdin")
+            execution = self.current
+            if parts is None or execution is None or msg_id_of(parts[1]) != execution.msg_id:
+                continue
+            if orjson.loads(parts[0]).get("msg_type") == "input_request":
                 execution.on_input_request(orjson.loads(parts[0]), orjson.loads(parts[3]))
 
     def send_input(self, value: str) -> Execution:
-        execution, relay, stdin = self.current, self.kernel.relay, self._stdin
-        if execution is None or execution.input_request is None or relay is None or stdin is None:
+        execution, relay = self.current, self._relay
+        if execution is None or execution.input_request is None or relay is None or self._channels is None:
             raise Conflict(f"No execution on kernel {self.kernel.id} is waiting for input.")
         reply = wire.build("input_reply", {"value": value}, execution.input_request["parent_header"])
-        relay.to_kernel(stdin, "stdin", reply.parts)
+        relay.to_kernel(self._channels[1], "stdin", reply.parts)
         execution.input_sent()
         return execution
 

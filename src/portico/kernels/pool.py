@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portico")
 
+FILLING = 2  # warm kernels started at once per kernelspec
+
 
 class Pool:
     def __init__(
@@ -68,7 +70,10 @@ class Pool:
         return {name: len(kernels) for name, kernels in self.ready.items()}
 
     def _refill(self, name: str) -> None:
-        for _ in range(self.target[name] - len(self.ready[name]) - self._filling[name]):
+        """Starts what the target lacks, FILLING at a time: a kernel's start is CPU-bound for a few
+        hundred ms, and eight at once would slow the runs on the kernels just taken."""
+        wanted = self.target[name] - len(self.ready[name]) - self._filling[name]
+        for _ in range(max(0, min(wanted, FILLING - self._filling[name]))):
             self._filling[name] += 1
             self._spawn(self._tasks, self._fill_one(name))
 
@@ -83,10 +88,11 @@ class Pool:
             kernel = await self.launch(name)
         except Exception as e:  # logged; the next take() tries again
             log.warning("warm pool: a %s kernel failed to start: %s", name, e)
-        else:
-            self.ready[name].append(kernel)
+            return
         finally:
             self._filling[name] -= 1
+        self.ready[name].append(kernel)
+        self._refill(name)  # the rest of the target, FILLING at a time
 
     async def _shrink_loop(self) -> None:
         while True:
