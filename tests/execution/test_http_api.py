@@ -194,8 +194,11 @@ async def test_events_stream_in_order_as_they_happen(
             gate.touch()
 
     events = await stream(http, server, f"api/kernels/{kernel}/execute", {"code": code}, open_gate)
+    for i in range(len(events) - 1, 0, -1):  # a print can come as two messages ("one", "\n"): one event here
+        if events[i]["type"] == events[i - 1]["type"] == "stream":
+            events[i - 1]["text"] += events.pop(i)["text"]
     kinds = [e["type"] for e in events]
-    assert kinds == ["accepted", "running", "stream", "display_data", "update_display_data", "error", "done"], kinds
+    assert kinds == ["accepted", "running", "stream", "display_data", "update_display_data", "error", "done"], events
     assert events[2]["text"] == "one\n"
     assert events[3]["data"]["image/png"].strip() == PNG and "display_id" in events[3]["transient"]
     assert events[4]["data"] == {"text/plain": "updated"}
@@ -222,7 +225,7 @@ async def test_a_client_that_leaves_mid_stream_leaves_the_request_running_and_po
     gate = tmp_path / "gate"
     code = "print('before', flush=True)\n" + GATE.format(path=str(gate)) + "print('after')"
     events = await stream(http, server, f"api/kernels/{kernel}/execute", {"code": code}, stop_after=3)
-    assert events[-1] == {"type": "stream", "name": "stdout", "text": "before\n"}
+    assert events[-1]["type"] == "stream" and events[-1]["text"].startswith("before")  # maybe without its newline yet
     gate.touch()
     status, done = await until_complete(http, server, events[0]["request_url"])
     assert status == 200 and json.loads(done["outputs"])[0]["text"] == "before\nafter\n"

@@ -292,29 +292,50 @@ class KernelQueue:
     def put(self, execution: Execution) -> None:
         self.waiting.append(execution)
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run_all())
+            # an idle queue sends at once, in its caller's step: the kernel starts while the
+            # caller answers (the streamed response's first line, say)
+            sent = self._send(self.waiting.popleft()) if self._sendable() else None
+            self._runner = asyncio.create_task(self._run_all(sent))
 
-    async def _run_all(self) -> None:
-        while self.waiting:
-            execution = self.current = self.waiting.popleft()
+    async def _run_all(self, sent: Execution | None) -> None:
+        while sent is not None or self.waiting:
+            execution = sent or self.waiting.popleft()
             try:
-                await self._run(execution)
+                if sent is None:
+                    await self._until_sendable(execution)
+                    if execution.done.is_set():
+                        continue
+                    self._send(execution)
+                await self._until_done(execution)
             except Exception as e:  # this request fails; the queue goes on
                 log.exception("execution %s on kernel %s failed", execution.id, self.kernel.id)
                 execution.finish(f"Portico failed to run it: {e}")
             finally:
-                self.current = None
+                if self.kernel.relay is not None:
+                    self.kernel.relay.taps.pop(execution.msg_id, None)
+                self.current, sent = None, None
 
-    async def _run(self, execution: Execution) -> None:
-        while self.kernel.execution_state == "restarting":  # what is sent now would reach the old kernel
+    def _sendable(self) -> bool:
+        k = self.kernel
+        return k.relay is not None and k.execution_state not in ("dead", "restarting") and self._listed()
+
+    def _listed(self) -> bool:
+        return self.kernels.kernels.get(self.kernel.id) is self.kernel
+
+    async def _until_sendable(self, execution: Execution) -> None:
+        """Until the kernel can take it (what is sent during a restart would reach the old
+        kernel); it ends unrun if the kernel is dead or shut down."""
+        while self.kernel.execution_state == "restarting":
             await asyncio.sleep(0.05)
-        relay = self.kernel.relay
-        if relay is None or self.kernel.execution_state == "dead":
+        if self.kernel.relay is None or self.kernel.execution_state == "dead":
             execution.finish(f"Not run: the kernel is dead ({self.kernel.reason}).")
-            return
-        if self.kernels.kernels.get(self.kernel.id) is not self.kernel:
+        elif not self._listed():
             execution.finish("Not run: the kernel was shut down.")
-            return
+
+    def _send(self, execution: Execution) -> Execution:
+        relay = self.kernel.relay
+        assert relay is not None
+        self.current = execution
         shell, _ = self._open(relay)
         request = wire.build(
             "execute_request",
@@ -327,13 +348,10 @@ class KernelQueue:
                 "stop_on_error": True,
             },
         )
-        msg_id = execution.msg_id = request.header["msg_id"]
-        relay.taps[msg_id] = execution.on_iopub
-        try:
-            relay.to_kernel(shell, "shell", request.parts)
-            await self._until_done(execution)
-        finally:
-            relay.taps.pop(msg_id, None)
+        execution.msg_id = request.header["msg_id"]
+        relay.taps[execution.msg_id] = execution.on_iopub
+        relay.to_kernel(shell, "shell", request.parts)
+        return execution
 
     def _open(self, relay: KernelRelay) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
         """This queue's shell and stdin sockets (one identity), kept from one run to the next
