@@ -421,8 +421,12 @@ class KernelQueue:
             async with asyncio.timeout(INTERRUPT_GRACE):
                 await execution.done.wait()
             return
-        except (TimeoutError, NotFound):
+        except TimeoutError:
             pass
+        except Exception as e:  # the interrupt itself failed (a remote kernel's host unreachable, say)
+            log.warning("kernel %s: interrupt after a timed-out request failed: %s", self.kernel.id, e)
+        if not self._listed():
+            return  # shut down meanwhile: its watcher ended the request
         why = f"The request passed its timeout of {execution.timeout:g} s and the interrupt did not end it"
         execution.finish(why + "; the kernel was restarted.")
         try:

@@ -38,7 +38,6 @@ class Mcp:
         self._starting = asyncio.Lock()
         self._serving: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self.notebook_kernels: dict[str, str] = {}  # notebook path -> the kernel run_cell uses for it
 
     # lifecycle (portico.lifecycle.Component) -------------------------------------------------
     async def start_up(self) -> None:
@@ -60,7 +59,7 @@ class Mcp:
 
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
-        server = build(self)
+        server = build(self.settings, self.kernels, self.executions)
         root.handlers[:], root.level = handlers, level  # the SDK configures the root logger; Portico logs its own way
         server.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True)
         return server

@@ -29,14 +29,16 @@ from ..paths import confine
 from .execution import Execution
 
 if TYPE_CHECKING:
-    from .mcp import Mcp
+    from ..kernels.manager import Kernels
+    from ..settings import Settings
+    from .execution import Executions
 
 F = TypeVar("F", bound=Callable[..., Any])
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
-def build(mcp: Mcp) -> MCPServer:
+def build(settings: Settings, kernels: Kernels, executions: Executions) -> MCPServer:
     server = MCPServer(
         "portico",
         instructions=(
@@ -45,15 +47,15 @@ def build(mcp: Mcp) -> MCPServer:
         ),
         version=__version__,
     )
-    Tools(mcp).register(server)
+    Tools(settings, kernels, executions).register(server)
     return server
 
 
 class Tools:
-    def __init__(self, mcp: Mcp) -> None:
-        self.settings = mcp.settings
-        self.kernels = mcp.kernels
-        self.executions = mcp.executions
+    def __init__(self, settings: Settings, kernels: Kernels, executions: Executions) -> None:
+        self.settings = settings
+        self.kernels = kernels
+        self.executions = executions
         self.notebook_kernels: dict[str, str] = {}  # notebook path -> the kernel run_cell uses for it
 
     def register(self, server: MCPServer) -> None:
