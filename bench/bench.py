@@ -141,8 +141,9 @@ async def wait_for_pool(http: aiohttp.ClientSession, server: Server) -> None:
     async with asyncio.timeout(60):
         while True:
             async with http.get(server.url + "metrics", headers=server.headers) as r:
-                if 'portico_pool_kernels{kernelspec="python3"} 1.0' in await r.text():
-                    return
+                for line in (await r.text()).splitlines():
+                    if line.startswith('portico_pool_kernels{kernelspec="python3"}') and float(line.split()[-1]) >= 1:
+                        return
             await asyncio.sleep(0.05)
 
 

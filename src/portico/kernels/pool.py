@@ -2,10 +2,10 @@
 seeded, and handed out by POST /api/kernels (and one-shot runs) when the request asks for
 nothing else.
 
-The pool keeps `size` kernels ready and grows with demand: a take that leaves it empty, or
-finds it empty, doubles its target (up to `maximum`), so a burst of takes finds the kernels
-the previous one wanted.  Once no kernel has been taken for `idle_timeout` seconds the target
-halves, back toward `size`, and the warm kernels beyond it are shut down.
+The pool keeps `size` kernels ready and grows with demand: a take that finds it empty doubles
+its target (up to `maximum`), so the next burst of takes finds the kernels this one wanted.
+Once it is full and no kernel has been taken for `idle_timeout` seconds, the target halves,
+back toward `size`, and the warm kernels beyond it are shut down.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class Pool:
         self.idle_timeout = idle_timeout
         self.ready: dict[str, deque[Kernel]] = {name: deque() for name in names} if size else {}
         self.target: dict[str, int] = {name: size for name in self.ready}
-        self._taken: dict[str, float] = {name: time.monotonic() for name in self.ready}
+        self._taken: dict[str, float] = {name: time.monotonic() for name in self.ready}  # the last take
+        self._full: dict[str, float] = dict(self._taken)  # when it last reached its target
         self._filling: dict[str, int] = {name: 0 for name in self.ready}
         self._tasks: set[asyncio.Task[None]] = set()  # fills: cancelled at shutdown
         self._disposals: set[asyncio.Task[None]] = set()  # awaited at shutdown: no kernel left half-ended
@@ -60,7 +61,7 @@ class Pool:
             return None
         self._taken[name] = time.monotonic()
         kernel = kernels.popleft() if kernels else None
-        if not kernels and self.target[name] < self.maximum:  # demand beyond what is kept: grow
+        if kernel is None and self.target[name] < self.maximum:  # demand beyond what is kept: grow
             self.target[name] = min(self.maximum, self.target[name] * 2)
             log.info("warm pool: %s grows to %d kernels", name, self.target[name])
         self._refill(name)
@@ -93,6 +94,8 @@ class Pool:
             self._filling[name] -= 1
         self.ready[name].append(kernel)
         self._refill(name)  # the rest of the target, FILLING at a time
+        if len(self.ready[name]) >= self.target[name]:
+            self._full[name] = time.monotonic()  # idle is counted from here too
 
     async def _shrink_loop(self) -> None:
         while True:
@@ -102,7 +105,8 @@ class Pool:
     def shrink_idle(self) -> None:
         now = time.monotonic()
         for name, kernels in self.ready.items():
-            if self.target[name] <= self.size or now - self._taken[name] < self.idle_timeout:
+            quiet = now - max(self._taken[name], self._full[name])
+            if self.target[name] <= self.size or self._filling[name] or quiet < self.idle_timeout:
                 continue
             self.target[name] = max(self.size, self.target[name] // 2)
             self._taken[name] = now  # the next halving after another idle_timeout
