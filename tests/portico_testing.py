@@ -425,8 +425,9 @@ def run_session(server: Server, session: list[tuple[str, str]]) -> None:
         assert out.strip() == expected, command
 
 
-def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subprocess.CompletedProcess[str]:
-    """schemathesis on an OpenAPI document: every check but the stateful resource ones."""
+def schemathesis(url: str, token: str, workdir: Any, examples: int, *paths: str) -> subprocess.CompletedProcess[str]:
+    """schemathesis on an OpenAPI document: every check but the stateful resource ones; paths are
+    schemathesis's path filters (--include-path-regex R, --exclude-path-regex R)."""
     from pathlib import Path
 
     return subprocess.run(
@@ -448,6 +449,7 @@ def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subproces
             "none",
             "--report-dir",
             str(workdir),
+            *paths,
         ],
         capture_output=True,
         text=True,
@@ -457,6 +459,7 @@ def schemathesis(url: str, token: str, workdir: Any, examples: int) -> subproces
 
 
 TOKEN_HEADERS = {"Authorization": "token test-token"}
+EXECUTION_PATHS = r"^/(api/execute|api/kernels/\{id\}/(execute|requests|input).*|mcp)$"  # code over HTTP
 
 
 @asynccontextmanager
