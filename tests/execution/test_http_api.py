@@ -323,3 +323,34 @@ async def test_one_shot_streams_too(http: aiohttp.ClientSession, server: LocalSe
     events = await stream(http, server, "api/execute", {"code": "print('streamed')"})
     assert [e["type"] for e in events] == ["accepted", "running", "stream", "done"]
     assert "kernel_id" not in events[0] and events[-1]["status"] == "ok"
+
+
+async def test_a_kernel_that_dies_mid_request_ends_it_with_why_and_serves_the_next(
+    http: aiohttp.ClientSession, server: LocalServer, kernel: str
+) -> None:
+    code = "import os\nprint('going', flush=True)\nos._exit(1)"
+    status, died, _ = await post(http, server, f"api/kernels/{kernel}/execute", {"code": code, "wait": 60})
+    assert status == 500 and "died" in died["error"] and "going" in died["outputs"], died
+    status, after, _ = await post(http, server, f"api/kernels/{kernel}/execute", {"code": "print('back')", "wait": 60})
+    assert status == 200 and "back" in after["outputs"]  # on the kernel restarted in its place
+
+
+async def test_bad_bodies_get_clear_errors(http: aiohttp.ClientSession, server: LocalServer, kernel: str) -> None:
+    path = f"api/kernels/{kernel}/execute"
+    for body, word in (
+        ({"code": "1", "timeout": 0}, "timeout"),
+        ({"code": "1", "timeout": "soon"}, "timeout"),
+        ({"code": "1", "wait": -1}, "wait"),
+        ({"code": "1", "metadata": []}, "metadata"),
+        ({"code": "1", "server": {"url": "http://127.0.0.1:1"}}, "remote server"),
+    ):
+        status, answer, _ = await post(http, server, path, body)
+        assert status == 400 and word in answer["message"], (body, answer)
+    async with http.post(server.url + path, data=b"{not json", headers=server.headers) as r:
+        assert r.status == 400 and "not valid JSON" in (await r.json())["message"]
+    status, answer, _ = await post(http, server, "api/execute", {"code": "1", "keep": "yes"})
+    assert status == 400 and "keep" in answer["message"]
+    status, answer, _ = await post(http, server, "api/execute", {"code": "1", "kernel_name": "no-such-spec"})
+    assert status == 404, answer
+    status, done, _ = await post(http, server, path, {"code": "print('still serving')", "wait": 30})
+    assert status == 200 and "still serving" in done["outputs"]
