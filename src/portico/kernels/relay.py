@@ -633,8 +633,9 @@ class KernelRelay:
         why says what happened to the kernel ("died", "was restarted"); with failure (the kernel
         did not come back) the held messages are answered with it instead of being sent.
         """
+        told = (failure[:1].upper() + failure[1:]) if failure else f"The kernel {why}."
         for watcher in list(self.watchers):
-            watcher(failure or f"The kernel {why}.")
+            watcher(told)
         orphans, self._orphans = {**self._orphans, **(self.requests if failure else {})}, {}
         self.cut = set()
         # The kernel runs shell requests in order: the one it died in is the one it said busy for,
