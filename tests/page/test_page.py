@@ -5,6 +5,7 @@ Screenshots of the launcher and of a notebook with rich outputs go to artifacts/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -464,3 +465,39 @@ async def test_the_journal_position_is_kept_per_kernel(context: BrowserContext, 
     urls = [u for u in sockets if f"/api/kernels/{other}/channels" in u]
     assert urls and all("since=now" in u for u in urls), urls
     assert [e for e in errors if "WebSocket" not in e] == []
+
+
+async def test_a_notebook_changed_on_disk_is_not_overwritten_until_told(
+    context: BrowserContext, srv: Server, root: Path
+) -> None:
+    write_notebook(root, "shared.ipynb", [{"source": "x = 1"}])
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "shared.ipynb", errors)
+    await page.locator(".cell .cm-content").first.click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.insert_text("  # from the page")
+    await asyncio.sleep(0.05)  # a later modification time than the page's load, on any file system
+    write_notebook(root, "shared.ipynb", [{"source": "y = 2  # from an editor"}])  # behind the page's back
+    await page.keyboard.press("Control+s")
+    banner = page.get_by_role("alert")
+    await expect(banner).to_contain_text("changed on disk")
+    await expect(page.locator(".save-state")).to_have_text("Not saved: the file changed on disk")
+    assert nbformat.read(root / "shared.ipynb", as_version=4).cells[0].source == "y = 2  # from an editor"
+    await page.keyboard.press("Control+s")  # asked again: still not saved
+    await expect(banner).to_contain_text("changed on disk")
+    assert nbformat.read(root / "shared.ipynb", as_version=4).cells[0].source == "y = 2  # from an editor"
+
+    await banner.get_by_role("button", name="Overwrite").click()
+    await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
+    await expect(banner).to_be_hidden()
+    assert nbformat.read(root / "shared.ipynb", as_version=4).cells[0].source == "x = 1  # from the page"
+
+    await asyncio.sleep(0.05)
+    write_notebook(root, "shared.ipynb", [{"source": "z = 3  # from git pull"}])
+    await page.keyboard.press("Control+s")
+    await banner.get_by_role("button", name="Reload from disk").click()
+    await expect(page.locator(".cell .cm-content").first).to_have_text("z = 3  # from git pull")
+    await page.keyboard.press("Control+s")  # what is on disk now is what the page loaded: saved at once
+    await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
+    assert errors == []

@@ -18,7 +18,7 @@ class Notebook {
     this.cells = [];
     this.active = null;
     this.link = new KernelLink(this);
-    this.saver = new Saver(this);
+    this.saver = new Saver(this, model.last_modified);
 
     this.status = el('span', { class: 'kernel-status', role: 'status', 'aria-live': 'polite' }, 'Starting kernel…');
     this.saveState = el('span', { class: 'save-state', role: 'status', 'aria-live': 'polite' }, 'Saved');
