@@ -501,3 +501,24 @@ async def test_a_notebook_changed_on_disk_is_not_overwritten_until_told(
     await page.keyboard.press("Control+s")  # what is on disk now is what the page loaded: saved at once
     await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
     assert errors == []
+
+
+async def test_checkpoints_are_listed_and_reverted_to(context: BrowserContext, srv: Server, root: Path) -> None:
+    write_notebook(root, "ck.ipynb", [{"source": "a = 1"}])
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "ck.ipynb", errors)
+    await page.get_by_role("button", name="Checkpoints").click()
+    await expect(page.get_by_role("alert")).to_contain_text("No checkpoint yet")
+    await page.keyboard.press("Control+s")  # a save asked for makes the checkpoint
+    await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "))
+    await page.locator(".cell .cm-content").first.click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.insert_text("  # not wanted after all")
+    await page.get_by_role("button", name="Checkpoints").click()
+    revert = page.get_by_role("alert").get_by_role("button", name="Revert to this checkpoint")
+    await expect(revert).to_have_count(1)
+    await revert.click()
+    await expect(page.locator(".cell .cm-content").first).to_have_text("a = 1")  # reloaded from the checkpoint
+    assert nbformat.read(root / "ck.ipynb", as_version=4).cells[0].source == "a = 1"
+    assert errors == []

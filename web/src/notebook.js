@@ -35,6 +35,7 @@ class Notebook {
         this.title, this.saveState, el('span', { class: 'spacer' }), this.status),
       el('nav', { class: 'toolbar', 'aria-label': 'Notebook actions' },
         button('Save', () => this.save(), { shortcut: 'Control+S' }),
+        button('Checkpoints', () => this.saver.showCheckpoints()),
         button('Add a cell below', () => this.insert(this.index() + 1, 'code'), { icon: '+' }),
         button('Delete the cell', () => this.remove(), { icon: '✕' }),
         button('Move the cell up', () => this.move(-1), { icon: '↑' }),

@@ -38,6 +38,7 @@ export class Saver {
       }
       const saved = await nb.server.contents.save(nb.path, { type: 'notebook', format: 'json', content: nb.toJSON() });
       this.lastModified = saved.last_modified;
+      if (!auto) await nb.server.contents.createCheckpoint(nb.path);  // as JupyterLab: a save you ask for is a checkpoint
       if (this.conflict) { this.conflict = false; nb.banner.hidden = true; }
       if (!this.dirty) { nb.saveState.textContent = `${auto ? 'Autosaved' : 'Saved'} ${new Date().toLocaleTimeString()}`; nb.title.classList.remove('dirty'); }
     } catch (error) {
@@ -59,6 +60,29 @@ export class Saver {
       throw error;
     }
     return Date.parse(disk.last_modified) > Date.parse(this.lastModified);
+  }
+
+  // The file's checkpoint (one per file, as Jupyter Server keeps), listed in the banner, and
+  // reverting to it: the file becomes the checkpoint, and the page reloads it.
+  async showCheckpoints() {
+    const nb = this.notebook;
+    const checkpoints = await nb.server.contents.listCheckpoints(nb.path);
+    clearTimeout(nb.bannerTimer);
+    const items = checkpoints.map(checkpoint => el('li', {},
+      `Checkpoint of ${new Date(checkpoint.last_modified).toLocaleString()} `,
+      button('Revert to this checkpoint', () => this.revert(checkpoint.id), { cls: 'revert' })));
+    nb.banner.replaceChildren(
+      el('span', {}, checkpoints.length ? 'Checkpoints (saving with Ctrl+S makes one):' : 'No checkpoint yet: saving with Ctrl+S makes one.'),
+      el('ul', { class: 'checkpoints' }, items),
+      button('Close', () => { nb.banner.hidden = true; }));
+    nb.banner.hidden = false;
+  }
+
+  async revert(id) {
+    const nb = this.notebook;
+    await nb.server.contents.restoreCheckpoint(nb.path, id);
+    this.dirty = false;  // what was not saved is given up: that is what reverting asks
+    window.location.reload();
   }
 
   showConflict() {
