@@ -59,7 +59,7 @@ async def test_interrupts_in_quick_succession_leave_no_request_unanswered(http: 
         _, outputs = await client.execute("import os, time; print(os.getpid())")
         pid = int(stdout_of(outputs))
         statuses = []
-        for _ in range(30):
+        for _ in range(20):
             running = await client.request("execute_request", {"code": "time.sleep(0.3)", "silent": False})
             await asyncio.sleep(0.25)
             for _ in range(3):

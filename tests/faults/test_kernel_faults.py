@@ -197,7 +197,7 @@ async def test_a_client_reading_at_20_kb_s_beside_a_fast_one_gets_everything(htt
         slow = raw_websocket(srv, kid, "slow")
         slow.setblocking(False)
         fast = await KernelClient.connect(http, srv, kid, v1=False)
-        count = 300
+        count = 150  # 105 KB: far past the slow client's 16 KB buffer, into the journal
         code = f"for i in range({count}): display({{'text/plain': str(i).rjust(400, '.')}}, raw=True)"
         msg_id = await fast.request(
             "execute_request",
