@@ -4,6 +4,8 @@ timeouts, cancel, one-shot runs."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -328,9 +330,19 @@ async def test_one_shot_streams_too(http: aiohttp.ClientSession, server: LocalSe
 async def test_a_kernel_that_dies_mid_request_ends_it_with_why_and_serves_the_next(
     http: aiohttp.ClientSession, server: LocalServer, kernel: str
 ) -> None:
-    code = "import os\nprint('going', flush=True)\nos._exit(1)"
-    status, died, _ = await post(http, server, f"api/kernels/{kernel}/execute", {"code": code, "wait": 60})
-    assert status == 500 and "died" in died["error"] and "going" in died["outputs"], died
+    code = "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)"
+    _, running, _ = await post(http, server, f"api/kernels/{kernel}/execute", {"code": code})
+    printed: list[str] = []
+
+    async def pid_printed() -> bool:
+        _, polled, _ = await get(http, server, running["request_url"])
+        printed[:] = [o["text"] for o in json.loads(polled.get("outputs", "[]"))]
+        return bool(printed) and printed[0].endswith("\n")
+
+    await eventually(pid_printed, "the kernel's pid in the request's output")
+    os.kill(int(printed[0].split()[1]), signal.SIGKILL)  # the kernel dies mid-request
+    status, died = await until_complete(http, server, running["request_url"])
+    assert status == 500 and "died" in died["error"] and "pid" in died["outputs"], died
     status, after, _ = await post(http, server, f"api/kernels/{kernel}/execute", {"code": "print('back')", "wait": 60})
     assert status == 200 and "back" in after["outputs"]  # on the kernel restarted in its place
 
