@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,48 @@ class Server(Address):
                 self.drain.join(5)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def jupyter_server(argv: list[str], home: Path, token: str, timeout: float = 90) -> Iterator[Server]:
+    """A Jupyter Server (a peer: gateway mode, nbmodel) on a free port of 127.0.0.1 with its config,
+    runtime and data under home, once it says it is running; argv is its command before the options."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+    }
+    options = [f"--IdentityProvider.token={token}", "--allow-root", f"--port={port}", "--ip=127.0.0.1"]
+    options += ["--no-browser", f"--ServerApp.root_dir={home}"]
+    proc = subprocess.Popen([*argv, *options], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stderr is not None
+    ready, lines = threading.Event(), []
+
+    def watch() -> None:
+        with proc.stderr:  # type: ignore[union-attr]
+            for line in proc.stderr:  # type: ignore[union-attr]
+                lines.append(line)
+                if "is running at" in line:
+                    ready.set()
+        ready.set()  # it exited: the assertion below shows why
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert ready.wait(timeout) and proc.poll() is None, "".join(lines)
+        yield Server(proc, f"http://127.0.0.1:{port}/", token, lines, watcher)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        watcher.join(5)
 
 
 def die_with_parent() -> None:

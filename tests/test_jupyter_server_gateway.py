@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,63 +10,14 @@ import aiohttp
 import pytest
 
 from portico_testing import KernelClient, Server, eventually, stdout_of
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from portico_testing import jupyter_server as peer
 
 
 @pytest.fixture
 def jupyter_server(server: Server, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            f"--gateway-url={server.url.rstrip('/')}",
-            f"--GatewayClient.auth_token={server.token}",
-            "--IdentityProvider.token=js-token",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            "--no-browser",
-            f"--ServerApp.root_dir={tmp_path}",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    ready = threading.Event()
-    lines: list[str] = []
-
-    def watch() -> None:
-        with proc.stderr:  # type: ignore[union-attr]
-            for line in proc.stderr:  # type: ignore[union-attr]
-                lines.append(line)
-                if "is running at" in line:
-                    ready.set()
-        ready.set()  # it exited: the assertion below shows why
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        assert ready.wait(60) and proc.poll() is None, "".join(lines)
-        yield Server(proc, f"http://127.0.0.1:{port}/", "js-token", lines, watcher)  # type: ignore[arg-type]
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        watcher.join(5)
+    gateway = [f"--gateway-url={server.url.rstrip('/')}", f"--GatewayClient.auth_token={server.token}"]
+    with peer([sys.executable, "-m", "jupyter_server", *gateway], tmp_path, "js-token", 60) as js:
+        yield js
 
 
 async def test_jupyter_server_uses_portico_as_its_gateway(

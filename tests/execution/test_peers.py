@@ -5,10 +5,7 @@ path runs code on Portico.  The peers live in .venv/peers (scripts/peers)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from portico_testing import Server, eventually
+from portico_testing import Server, eventually, jupyter_server
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS = REPO / ".venv" / "peers" / "bin"
@@ -29,47 +26,12 @@ def peers() -> Path:
     return PEERS
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def nbmodel(peers: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Jupyter Server with jupyter-server-nbmodel, from the peers' venv."""
-    home = tmp_path_factory.mktemp("nbmodel")
-    port = free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-    }
-    argv = [str(peers / "jupyter"), "server", "--allow-root", f"--port={port}", "--ip=127.0.0.1", "--no-browser"]
-    argv += ["--IdentityProvider.token=nb-token", f"--ServerApp.root_dir={home}"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    assert proc.stderr is not None
-    ready, lines = threading.Event(), []
-
-    def watch() -> None:
-        with proc.stderr:  # type: ignore[union-attr]
-            for line in proc.stderr:  # type: ignore[union-attr]
-                lines.append(line)
-                if "is running at" in line:
-                    ready.set()
-        ready.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        assert ready.wait(90) and proc.poll() is None, "".join(lines)
-        assert any("jupyter_server_nbmodel" in line for line in lines), "".join(lines)
-        yield Server(proc, f"http://127.0.0.1:{port}/", "nb-token", lines, watcher)  # type: ignore[arg-type]
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        watcher.join(5)
+    with jupyter_server([str(peers / "jupyter"), "server"], tmp_path_factory.mktemp("nbmodel"), "nb-token") as srv:
+        assert any("jupyter_server_nbmodel" in line for line in srv.stderr), "".join(srv.stderr)
+        yield srv
 
 
 def shape(body: Any) -> dict[str, str]:
