@@ -216,8 +216,6 @@ class ExecutionRoutes:
         try:
             await response.prepare(request)
             await response.write(_encoded(accepted, sse))
-            if execution.state == "complete":  # ended before this view was listening (it cannot, but)
-                events.append({"type": "done", **execution.ending()})
             ended = False
             while not ended:
                 if not events:
