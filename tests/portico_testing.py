@@ -289,6 +289,9 @@ class KernelClient:
                 try:
                     msg = await asyncio.wait_for(self.messages.get(), stall)
                 except TimeoutError:
+                    if self.closed.is_set():
+                        why = f"the connection closed ({self.ws.close_code}: {self.close_reason})"
+                        raise AssertionError(f"{why} after {len(outputs)} outputs") from None
                     raise AssertionError(f"stalled: no message for {stall} s ({len(outputs)} outputs so far)") from None
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
