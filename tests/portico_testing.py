@@ -119,10 +119,15 @@ def die_with_parent() -> None:
 
 
 def start_server(
-    *args: str, env: dict[str, str] | None = None, token: str | None = "test-token", timeout: float = 30
+    *args: str,
+    env: dict[str, str] | None = None,
+    token: str | None = "test-token",
+    timeout: float = 30,
+    python: str = sys.executable,
+    cwd: str | None = None,
 ) -> Server:
     """Start `python -m portico` on an ephemeral port and wait until it prints its URL."""
-    argv = [sys.executable, "-m", "portico", "--port", "0", *args]
+    argv = [python, "-m", "portico", "--port", "0", *args]
     if "--pool-size" not in args:
         argv += ["--pool-size", "0"]  # the pool has its own tests; elsewhere it only costs CPU
     if "--proxy-entry-points" not in args:
@@ -131,7 +136,13 @@ def start_server(
         argv += ["--token", token]
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, preexec_fn=die_with_parent
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        preexec_fn=die_with_parent,
     )
     assert proc.stdout is not None and proc.stderr is not None
     stderr: list[str] = []

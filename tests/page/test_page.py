@@ -10,28 +10,17 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import nbformat
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, expect
 
+from portico_browser import Errors, chromium, logged_in, open_notebook, run_cell
 from portico_testing import Server, start_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # kept by the test run
 ROOT = Path(__file__).resolve().parents[2]
 ICON = ROOT / "tests" / "proxy" / "icon.svg"
@@ -63,38 +52,12 @@ def srv(root: Path) -> Iterator[Server]:
     server.stop()
 
 
-@asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), "scripts/setup --test installs Debian's chromium; the browser tests never skip"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 @pytest.fixture
 async def context(srv: Server) -> AsyncIterator[BrowserContext]:
     async with chromium() as browser:
         ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
         yield ctx
         await ctx.close()
-
-
-class Errors(list[str]):
-    def watch(self, page: Page) -> Page:
-        page.on("pageerror", lambda e: self.append(f"page error: {e}"))
-        page.on("console", lambda m: self.append(f"console: {m.text}") if m.type == "error" else None)
-        return page
-
-
-async def logged_in(context: BrowserContext, srv: Server, errors: Errors) -> Page:
-    page = errors.watch(await context.new_page())
-    await page.goto(srv.url + f"?token={srv.token}")
-    await expect(page.get_by_role("heading", name="Launcher")).to_be_visible()
-    assert "token" not in page.url
-    return page
 
 
 def write_notebook(root: Path, name: str, cells: list[dict[str, Any]]) -> None:
@@ -108,25 +71,6 @@ def write_notebook(root: Path, name: str, cells: list[dict[str, Any]]) -> None:
             cell["id"] = c["id"]
         nb.cells.append(cell)
     nbformat.write(nb, root / name)
-
-
-async def open_notebook(context: BrowserContext, srv: Server, path: str, errors: Errors) -> Page:
-    page = errors.watch(await context.new_page())
-    await page.goto(srv.url + "notebooks/" + path)
-    await expect(page.locator(".kernel-status")).to_have_attribute("data-state", "idle", timeout=30000)
-    return page
-
-
-async def run_cell(page: Page, code: str, wait: bool = True) -> Any:
-    """Type into the last cell and press Shift+Enter; the cell's locator, once it has finished."""
-    index = await page.locator(".cell").count() - 1
-    await page.locator(".cell").nth(index).locator(".cm-content").click()
-    await page.keyboard.type(code)
-    await page.keyboard.press("Shift+Enter")
-    cell = page.locator(".cell").nth(index)
-    if wait:
-        await expect(cell.locator(".prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=30000)
-    return cell
 
 
 async def unlabelled_controls(page: Page) -> list[str]:
