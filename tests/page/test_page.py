@@ -466,3 +466,37 @@ async def test_checkpoints_are_listed_and_reverted_to(context: BrowserContext, s
     await expect(page.locator(".cell .cm-content").first).to_have_text("a = 1")  # reloaded from the checkpoint
     assert nbformat.read(root / "ck.ipynb", as_version=4).cells[0].source == "a = 1"
     assert errors == []
+
+
+async def test_a_long_stream_renders_whole(context: BrowserContext, srv: Server, root: Path) -> None:
+    """20,000 lines arrive as hundreds of stream messages, each appended alone (bench/run page times it)."""
+    write_notebook(root, "long.ipynb", [{"source": ""}])
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "long.ipynb", errors)
+    cell = await run_cell(page, "for i in range(20000): print(i)")
+    stream = cell.locator(".output .stream.stdout")
+    await expect(stream).to_have_count(1)
+    text = await stream.text_content()
+    assert text == "".join(f"{i}\n" for i in range(20000))
+    assert errors == []
+
+
+async def test_a_notebook_of_1000_cells_opens_and_scrolls(context: BrowserContext, srv: Server, root: Path) -> None:
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    for i in range(1000):
+        cell = nbformat.v4.new_code_cell(f"print({i})", execution_count=i + 1)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{i}\n" * 5)]
+        nb.cells.append(cell)
+    nbformat.write(nb, root / "big.ipynb")
+    errors = Errors()
+    await logged_in(context, srv, errors)
+    page = await open_notebook(context, srv, "big.ipynb", errors)
+    await expect(page.locator(".cell")).to_have_count(1000)
+    last = page.locator(".cell").nth(999)
+    await last.scroll_into_view_if_needed()
+    await expect(last.locator(".output .stream")).to_have_text("999\n" * 5)
+    await expect(last.locator(".cm-content")).to_have_text("print(999)")
+    assert errors == []

@@ -22,7 +22,7 @@ function languageOf(kind, language) {
 }
 
 // keys: { run, runAndAdvance, runAndInsert, save, onChange, onFocus, label }
-export function createEditor(parent, text, kind, language, keys) {
+function createView(parent, text, kind, language, keys) {
   const lang = new Compartment();
   const view = new EditorView({
     parent,
@@ -53,5 +53,44 @@ export function createEditor(parent, text, kind, language, keys) {
     setKind(newKind) { view.dispatch({ effects: lang.reconfigure(languageOf(newKind, language)) }); },
     focus() { view.focus(); },
     destroy() { view.destroy(); },
+  };
+}
+
+// A cell's editor is made when it comes near the viewport (or is focused): until then the cell
+// shows its source as plain text, so a notebook of a thousand cells opens at the cost of the few
+// on screen. The handle answers for the text and the kind either way.
+const pending = new Map();  // placeholder -> make
+const nearby = typeof IntersectionObserver === 'undefined' ? null : new IntersectionObserver(entries => {
+  for (const entry of entries) if (entry.isIntersecting) pending.get(entry.target)?.();
+}, { rootMargin: '1500px 0px' });
+
+export function createEditor(parent, text, kind, language, keys) {
+  let editor = null;
+  const state = { text, kind };
+  const placeholder = document.createElement('pre');
+  placeholder.className = 'cm-placeholder';
+  placeholder.tabIndex = 0;
+  placeholder.setAttribute('aria-label', keys.label);
+  placeholder.textContent = text || ' ';
+  const make = () => {
+    if (editor) return editor;
+    pending.delete(placeholder);
+    nearby?.unobserve(placeholder);
+    editor = createView(parent, state.text, state.kind, language, keys);
+    placeholder.replaceWith(editor.view.dom);
+    return editor;
+  };
+  placeholder.addEventListener('focus', () => make().focus());
+  placeholder.addEventListener('mousedown', event => { event.preventDefault(); make().focus(); });
+  parent.append(placeholder);
+  pending.set(placeholder, make);
+  if (nearby) nearby.observe(placeholder); else make();
+  return {
+    get view() { return make().view; },
+    get text() { return editor ? editor.text : state.text; },
+    set text(value) { if (editor) editor.text = value; else { state.text = value; placeholder.textContent = value || ' '; } },
+    setKind(newKind) { if (editor) editor.setKind(newKind); else state.kind = newKind; },
+    focus() { make().focus(); },
+    destroy() { pending.delete(placeholder); nearby?.unobserve(placeholder); editor?.destroy(); },
   };
 }

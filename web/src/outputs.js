@@ -59,10 +59,25 @@ function renderData(data) {
   return box;
 }
 
+// A stream's <pre>, with the ANSI parser that rendered it: more text of the same stream is
+// parsed and appended alone (colours carry over), so a long output costs what arrives, not
+// its whole length again on every message.
+function streamPre(output) {
+  const pre = el('pre', { class: `stream ${output.name}` });
+  pre.ansi = new AnsiUp();
+  pre.ansi.use_classes = true;
+  pre.innerHTML = pre.ansi.ansi_to_html(joined(output.text));
+  return pre;
+}
+
+function appendStream(pre, text) {
+  pre.insertAdjacentHTML('beforeend', pre.ansi.ansi_to_html(text));
+}
+
 export function renderOutput(output) {
   switch (output.output_type) {
     case 'stream':
-      return ansiPre(joined(output.text), `stream ${output.name}`);
+      return streamPre(output);
     case 'error':
       return el('div', { class: 'error', role: 'alert' },
         ansiPre((output.traceback && output.traceback.length ? output.traceback : [`${output.ename}: ${output.evalue}`]).join('\n')));
@@ -100,8 +115,9 @@ export class Outputs {
     if (this.clearPending) this.clear();
     const last = this.list[this.list.length - 1];
     if (output.output_type === 'stream' && last && last.output_type === 'stream' && last.name === output.name) {
-      last.text = joined(last.text) + joined(output.text);
-      this.node.lastChild.replaceChildren(renderOutput(last));
+      const text = joined(output.text);
+      last.text = joined(last.text) + text;
+      appendStream(this.node.lastChild.firstChild, text);
     } else {
       this.list.push(output);
       this.node.append(el('div', { class: 'output' }, renderOutput(output)));
