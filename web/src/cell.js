@@ -3,7 +3,7 @@
 import { UUID } from '@lumino/coreutils';
 import { createEditor } from './editor.js';
 import { el } from './dom.js';
-import { Outputs, markdownToHtml } from './outputs.js';
+import { Outputs, showMarkdown } from './outputs.js';
 
 function joined(source) {
   return Array.isArray(source) ? source.join('') : String(source ?? '');
@@ -57,7 +57,7 @@ export class Cell {
   }
 
   renderMarkdown() {
-    this.rendered.innerHTML = markdownToHtml(this.source || '*Empty markdown cell*');
+    showMarkdown(this.rendered, this.source || '*Empty markdown cell*');
     this.rendered.hidden = false;
     this.editorBox.hidden = true;
   }

@@ -4,19 +4,28 @@ import DOMPurify from 'dompurify';
 import { marked } from 'marked';
 import { AnsiUp } from 'ansi_up';
 import { el } from './dom.js';
+import { PLOTLY, VEGA, latexPlaceholder, putMath, renderPlotly, renderVega, takeMath, typesetMath } from './rich.js';
 
 const ansi = new AnsiUp();
 ansi.use_classes = true;
 
 // Richest first, as JupyterLab picks.
-const ORDER = ['text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'text/markdown', 'application/json', 'text/plain'];
+const ORDER = [PLOTLY, ...VEGA, 'text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'text/markdown', 'text/latex',
+  'application/json', 'text/plain'];
 
 export function sanitize(html) {
   return DOMPurify.sanitize(html, { ADD_ATTR: ['target'], FORBID_TAGS: ['style'] });
 }
 
 export function markdownToHtml(text) {
-  return sanitize(marked.parse(text, { gfm: true, async: false }));
+  const { text: rest, math } = takeMath(text);
+  return sanitize(putMath(marked.parse(rest, { gfm: true, async: false }), math));
+}
+
+// Markdown (a cell's or an output's) into node, its math typeset once KaTeX has loaded.
+export function showMarkdown(node, text) {
+  node.innerHTML = markdownToHtml(text);
+  typesetMath(node);
 }
 
 function joined(value) {
@@ -48,7 +57,17 @@ function renderData(data) {
       break;
     case 'text/markdown':
       box.classList.add('markdown');
-      box.innerHTML = markdownToHtml(joined(value));
+      showMarkdown(box, joined(value));
+      break;
+    case 'text/latex':
+      box.innerHTML = sanitize(latexPlaceholder(joined(value)));
+      typesetMath(box);
+      break;
+    case PLOTLY:
+      renderPlotly(box, value);
+      break;
+    case VEGA[0]: case VEGA[1]: case VEGA[2]:
+      renderVega(box, type, value);
       break;
     case 'application/json':
       box.append(el('pre', {}, JSON.stringify(value, null, 2)));
