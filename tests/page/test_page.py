@@ -327,6 +327,7 @@ async def test_run_interrupt_and_save_with_the_keyboard_alone(context: BrowserCo
     await page.keyboard.type("import time; time.sleep(30)")
     await page.keyboard.press("Shift+Enter")
     await expect(page.locator(".kernel-status")).to_have_attribute("data-state", "busy")
+    await page.keyboard.press("Escape")  # out of the editor (command mode), where Tab moves the focus again
     await tab_to("e.getAttribute('aria-label') === 'Interrupt the kernel'", "Shift+Tab")
     await page.keyboard.press("Enter")
     await expect(page.locator(".cell").first.locator(".output .error")).to_contain_text(

@@ -3,7 +3,7 @@
 import { UUID } from '@lumino/coreutils';
 import { createEditor } from './editor.js';
 import { el } from './dom.js';
-import { Outputs, showMarkdown } from './outputs.js';
+import { Outputs, showMarkdown, renderOutput } from './outputs.js';
 
 function joined(source) {
   return Array.isArray(source) ? source.join('') : String(source ?? '');
@@ -28,16 +28,22 @@ export class Cell {
       'aria-label': 'Markdown cell: press Enter to edit', ondblclick: () => this.edit(),
       onkeydown: event => { if (event.key === 'Enter') { event.preventDefault(); this.edit(); } } });
     this.editorBox = el('div', { class: 'editor' });
+    this.inspectBox = el('div', { class: 'inspect', role: 'note', 'aria-label': 'Documentation', hidden: true });
     this.inputBox = el('div', { class: 'stdin' });
-    this.node = el('section', { class: 'cell', role: 'group', dataset: { cellId: this.id },
-      onfocusin: () => notebook.select(this) },
-    this.prompt, el('div', { class: 'body' }, this.editorBox, this.rendered, this.outputs.node, this.inputBox));
+    // Command mode is the focused cell itself (tabindex -1: reached by Escape, not by Tab).
+    this.node = el('section', { class: 'cell', role: 'group', tabindex: '-1', dataset: { cellId: this.id },
+      onfocusin: () => notebook.select(this),
+      onkeydown: event => { if (event.target === this.node) notebook.commandKey(this, event); } },
+    this.prompt, el('div', { class: 'body' }, this.editorBox, this.inspectBox, this.rendered, this.outputs.node, this.inputBox));
     this.editor = createEditor(this.editorBox, joined(json.source), this.kind, notebook.language, {
       run: () => notebook.run(this, 'stay'),
       runAndAdvance: () => notebook.run(this, 'advance'),
       runAndInsert: () => notebook.run(this, 'insert'),
       save: () => notebook.save(),
-      onChange: () => notebook.touch(),
+      onChange: () => { this.inspectBox.hidden = true; notebook.touch(); },
+      complete: (code, pos) => notebook.link.complete(code, pos),
+      inspect: (code, pos) => this.inspect(code, pos),
+      escape: () => notebook.commandMode(this),
       onFocus: () => notebook.select(this),
       label: 'Cell source',
     });
@@ -78,6 +84,16 @@ export class Cell {
     this.running = running;
     if (count !== undefined) this.count = count;
     this.showPrompt();
+  }
+
+  // Shift+Tab: the kernel's documentation of what is at the cursor, under the editor until the next edit.
+  async inspect(code, pos) {
+    const reply = await this.notebook.link.inspect(code, pos).catch(() => null);
+    const text = reply && reply.status === 'ok' && reply.found ? (reply.data || {})['text/plain'] : null;
+    this.inspectBox.replaceChildren(text
+      ? renderOutput({ output_type: 'stream', name: 'inspect', text })
+      : el('p', {}, 'No documentation found.'));
+    this.inspectBox.hidden = false;
   }
 
   // input(): an inline prompt whose reply goes back on the stdin channel.

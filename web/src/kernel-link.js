@@ -25,20 +25,27 @@ export class KernelLink {
     const nb = this.notebook;
     const specs = nb.server.specs;
     await specs.ready;
+    nb.listKernels(specs.specs);
     const wanted = (nb.metadata.kernelspec || {}).name || new URLSearchParams(location.search).get('kernel');
     const name = wanted && specs.specs.kernelspecs[wanted] ? wanted : specs.specs.default;
     if (wanted && name !== wanted) nb.showBanner(`Kernel ${wanted} is not installed here; using ${name}.`);
     this.session = await nb.server.sessions.startNew({ path: nb.path, name: nb.path.split('/').pop(), type: 'notebook', kernel: { name } });
-    const kernel = this.session.kernel;
-    const spec = specs.specs.kernelspecs[kernel.name];
+    this.session.kernelChanged.connect(() => this.showStatus());
+    this.watch(this.session.kernel);
+  }
+
+  // A kernel of this session (at the start, or the picker's): its messages and state are shown.
+  watch(kernel) {
+    const nb = this.notebook;
+    const spec = nb.server.specs.specs.kernelspecs[kernel.name];
     nb.metadata.kernelspec = { name: kernel.name, display_name: spec ? spec.display_name : kernel.name, language: spec ? spec.language : nb.language };
     kernel.statusChanged.connect(() => this.showStatus());
     kernel.connectionStatusChanged.connect((_, status) => this.connectionChanged(status));
     kernel.iopubMessage.connect((_, msg) => this.onIOPub(kernel.id, msg));
-    this.session.kernelChanged.connect(() => this.showStatus());
-    this.showStatus();
     kernel.info.then(info => { nb.metadata.language_info = info.language_info; }).catch(() => {});
+    nb.kernelSelect.value = kernel.name;
     window.portico = { notebook: nb, kernel };  // for tests and the console
+    this.showStatus();
   }
 
   showStatus() {
@@ -127,6 +134,28 @@ export class KernelLink {
     } finally {
       cell.inputBox.querySelector('form')?.remove();
     }
+  }
+
+  // complete_request and inspect_request: the reply's content, or null without a kernel.
+  async complete(code, cursorPos) {
+    if (!this.kernel) return null;
+    return (await this.kernel.requestComplete({ code, cursor_pos: cursorPos })).content;
+  }
+
+  async inspect(code, cursorPos) {
+    if (!this.kernel) return null;
+    return (await this.kernel.requestInspect({ code, cursor_pos: cursorPos, detail_level: 0 })).content;
+  }
+
+  // The kernel picker: the same session, a kernel of another kernelspec.
+  async changeKernel(name) {
+    if (!this.session || !name || (this.kernel && this.kernel.name === name)) return;
+    const nb = this.notebook;
+    nb.status.textContent = `Starting ${name}…`;
+    await this.session.changeKernel({ name });
+    for (const cell of nb.cells) cell.setRunning(false);
+    this.watch(this.session.kernel);
+    nb.touch();
   }
 
   async interrupt() {

@@ -26,6 +26,7 @@ class Notebook {
     this.cellList = el('div', { class: 'cells' });
     this.kindSelect = el('select', { 'aria-label': 'Cell type', onchange: () => this.changeKind(this.kindSelect.value) },
       el('option', { value: 'code' }, 'Code'), el('option', { value: 'markdown' }, 'Markdown'), el('option', { value: 'raw' }, 'Raw'));
+    this.kernelSelect = el('select', { 'aria-label': 'Kernel', onchange: () => this.link.changeKernel(this.kernelSelect.value) });
     const name = path.split('/').pop();
     this.title = el('h1', {}, name);
     document.title = `${name} – Portico`;
@@ -44,7 +45,8 @@ class Notebook {
         button('Run the cell', () => this.active && this.run(this.active, 'advance'), { icon: '▶ Run', shortcut: 'Shift+Enter' }),
         button('Run all cells', () => this.runAll(), { icon: '▶▶ All' }),
         button('Interrupt the kernel', () => this.interrupt(), { icon: '■ Interrupt' }),
-        button('Restart the kernel', () => this.restart(), { icon: '↻ Restart' })),
+        button('Restart the kernel', () => this.restart(), { icon: '↻ Restart' }),
+        this.kernelSelect),
       this.banner,
       el('main', { class: 'notebook' }, this.cellList));
 
@@ -95,14 +97,55 @@ class Notebook {
     }
   }
 
+  // The kernel picker's choices: every kernelspec of the server.
+  listKernels(specs) {
+    this.kernelSelect.replaceChildren(...Object.values(specs.kernelspecs).map(spec =>
+      el('option', { value: spec.name }, spec.display_name || spec.name)));
+  }
+
+  // command mode ------------------------------------------------------------------------
+  // JupyterLab's keys on a selected cell: Enter edits; A and B insert above and below; D D
+  // deletes; M, Y and R make it Markdown, code or raw; up and down (or K and J) select;
+  // Shift+Enter, Ctrl+Enter and Alt+Enter run as in the editor.
+  commandMode(cell) {
+    this.select(cell);
+    cell.node.focus();
+  }
+
+  commandKey(cell, event) {
+    const index = this.cells.indexOf(cell);
+    const key = event.key;
+    const plain = !event.ctrlKey && !event.metaKey && !event.altKey && !event.shiftKey;
+    const pressedD = this.lastKey === 'd' && Date.now() - this.lastKeyAt < 1000;
+    this.lastKey = plain ? key.toLowerCase() : null;
+    this.lastKeyAt = Date.now();
+    let handled = true;
+    if (key === 'Enter' && event.shiftKey) this.run(cell, 'advance');
+    else if (key === 'Enter' && (event.ctrlKey || event.metaKey)) this.run(cell, 'stay');
+    else if (key === 'Enter' && event.altKey) this.run(cell, 'insert');
+    else if (key === 'Enter') cell.edit();
+    else if (!plain && !(event.shiftKey && /^Arrow/.test(key))) handled = false;
+    else if (key === 'ArrowUp' || key === 'k') { if (index > 0) this.commandMode(this.cells[index - 1]); }
+    else if (key === 'ArrowDown' || key === 'j') { if (index < this.cells.length - 1) this.commandMode(this.cells[index + 1]); }
+    else if (key === 'a') this.commandMode(this.insert(index, 'code', { edit: false }));
+    else if (key === 'b') this.commandMode(this.insert(index + 1, 'code', { edit: false }));
+    else if (key === 'd') { if (pressedD) { this.lastKey = null; this.remove({ edit: false }); } }
+    else if (key === 'm') this.changeKind('markdown');
+    else if (key === 'y') this.changeKind('code');
+    else if (key === 'r') this.changeKind('raw');
+    else handled = false;
+    if (handled) event.preventDefault();
+  }
+
   // cells -------------------------------------------------------------------------------
   index() { return Math.max(0, this.cells.indexOf(this.active)); }
 
   select(cell) {
     if (this.active === cell) return;
-    if (this.active) this.active.node.classList.remove('active');
+    if (this.active) { this.active.node.classList.remove('active'); this.active.editor.setTabbable(false); }
     this.active = cell;
     cell.node.classList.add('active');
+    cell.editor.setTabbable(true);
     this.kindSelect.value = cell.kind;
     this.cells.forEach((c, i) => c.node.setAttribute('aria-label', `Cell ${i + 1}, ${c.kind}`));
   }
@@ -113,25 +156,26 @@ class Notebook {
     cell.node.setAttribute('aria-label', `Cell ${this.cells.length}, ${cell.kind}`);
   }
 
-  insert(index, kind) {
+  insert(index, kind, { edit = true } = {}) {
     const cell = new Cell(this, { cell_type: kind, source: '' });
     const before = this.cells[index];
     this.cells.splice(index, 0, cell);
     if (before) this.cellList.insertBefore(cell.node, before.node); else this.cellList.append(cell.node);
     this.select(cell);
-    cell.editor.focus();
+    if (edit) cell.editor.focus();
     this.touch();
     return cell;
   }
 
-  remove() {
+  remove({ edit = true } = {}) {
     if (!this.active) return;
     const index = this.cells.indexOf(this.active);
     this.active.destroy();
     this.cells.splice(index, 1);
     this.active = null;
-    if (!this.cells.length) this.insert(0, 'code');
-    else { const next = this.cells[Math.min(index, this.cells.length - 1)]; this.select(next); next.editor.focus(); }
+    const next = this.cells.length ? this.cells[Math.min(index, this.cells.length - 1)] : this.insert(0, 'code', { edit });
+    this.select(next);
+    if (edit) next.editor.focus(); else next.node.focus();
     this.touch();
   }
 
@@ -152,7 +196,7 @@ class Notebook {
   changeKind(kind) {
     if (!this.active || this.active.kind === kind) return;
     this.active.setKind(kind);
-    this.select(this.active);
+    this.kindSelect.value = kind;
     this.touch();
   }
 
