@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent
 
 class BuildWithPage(build_py):
     def run(self) -> None:
-        if (ROOT / "web" / "src").is_dir():
+        # An editable install (scripts/setup) serves the page from the checkout, which
+        # scripts/setup builds itself; wheels and sdists build it here.
+        if (ROOT / "web" / "src").is_dir() and not getattr(self, "editable_mode", False):
             if subprocess.run(["bash", str(ROOT / "scripts" / "build-page")], cwd=ROOT).returncode != 0:
                 sys.exit("error: Portico's browser page could not be built (above: why)")
         super().run()

@@ -45,7 +45,7 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_schemathesis_finds_no_5xx_and_no_contradiction(small_server: Server, tmp_path: Path) -> None:
     """Code over HTTP has its own run (tests/execution/test_openapi.py): each one-shot example starts a kernel."""
     spec = small_server.url + "api/spec.json"
-    result = schemathesis(spec, small_server.token, tmp_path, 15, "--exclude-path-regex", EXECUTION_PATHS)
+    result = schemathesis(spec, small_server.token, tmp_path, 10, "--exclude-path-regex", EXECUTION_PATHS)
     assert result.returncode == 0, result.stdout[-6000:]
     assert "No issues found" in result.stdout or " passed" in result.stdout, result.stdout[-3000:]
     assert small_server.proc.poll() is None
