@@ -244,3 +244,30 @@ async def test_bad_bodies(http: aiohttp.ClientSession, srv: LocalServer, root: P
     status, error = await call(http, srv, "PUT", "/" + "n" * 300 + ".txt", {"type": "file", "content": "x"})
     assert status == 400 and "too long" in error["message"]
     assert (await call(http, srv, "GET", ""))[0] == 200  # and it serves on
+
+
+async def test_a_chunked_upload_replaces_the_file_whole_with_its_last_chunk(
+    http: aiohttp.ClientSession, srv: LocalServer, root: Path
+) -> None:
+    data = os.urandom(300_000)
+    (root / "big.bin").write_bytes(b"the old one")
+    pieces = [data[i : i + 100_000] for i in range(0, len(data), 100_000)]
+    for n, piece in enumerate(pieces, start=1):
+        chunk = -1 if n == len(pieces) else n
+        body = {"type": "file", "format": "base64", "content": base64.b64encode(piece).decode(), "chunk": chunk}
+        status, model = await call(http, srv, "PUT", "/big.bin", body)
+        assert status == 200 and model["path"] == "big.bin", model
+        if chunk != -1:
+            assert (root / "big.bin").read_bytes() == b"the old one"  # no reader sees half an upload
+    assert (root / "big.bin").read_bytes() == data
+    assert not [p for p in root.iterdir() if p.name.startswith(".~")]
+
+    piece = {"type": "file", "format": "base64", "content": base64.b64encode(b"x").decode()}
+    status, error = await call(http, srv, "PUT", "/orphan.bin", {**piece, "chunk": 2})
+    assert status == 409 and "send chunk 1 first" in error["message"]
+    for bad in (0, -2, "1", True):
+        status, error = await call(http, srv, "PUT", "/orphan.bin", {**piece, "chunk": bad})
+        assert status == 400 and "chunk must be" in error["message"], bad
+    status, error = await call(http, srv, "PUT", "/n.ipynb", {"type": "notebook", "content": NOTEBOOK, "chunk": 1})
+    assert status == 400 and "Only files" in error["message"]
+    assert not (root / "orphan.bin").exists()

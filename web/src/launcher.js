@@ -1,6 +1,7 @@
 // The launcher: kernelspecs that open new notebooks, proxied apps, running kernels, notebook APIs, files.
-import { el, button, relativeTime, shortTime, encodePath } from './dom.js';
+import { el, button, shortTime } from './dom.js';
 import { notebookUrl } from './notebook.js';
+import { FileBrowser } from './files.js';
 
 const REFRESH_MS = 5000;
 
@@ -15,24 +16,6 @@ function refill(box, data, render) {
   if (focused) [...box.querySelectorAll('[aria-label]')].find(e => e.getAttribute('aria-label') === focused)?.focus();
 }
 
-// Small inline icons (an SVG each), so no emoji font is needed.
-const ICONS = {
-  directory: 'M1 3h5l1.5 1.5H15V13H1z',
-  notebook: 'M3 1h9l2 2v12H3zM5 4h6v1H5zm0 3h6v1H5zm0 3h4v1H5z',
-  file: 'M3 1h7l3 3v11H3zM10 1v3h3',
-};
-
-function icon(type) {
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('viewBox', '0 0 16 16');
-  svg.setAttribute('class', `icon icon-${type}`);
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
-  path.setAttribute('d', ICONS[type] || ICONS.file);
-  svg.append(path);
-  return svg;
-}
-
 function section(title, id, box, cls = '') {
   return el('section', { class: `panel ${cls}`, 'aria-labelledby': id }, el('h2', { id }, title), box);
 }
@@ -42,9 +25,16 @@ export async function showLauncher(root, server) {
   const appsBox = el('div', { class: 'cards' });
   const apisBox = el('div', { class: 'apis' });
   const specsBox = el('div', { class: 'cards' });
-  const filesBox = el('div', { class: 'files' });
   const message = el('p', { class: 'message', role: 'status', 'aria-live': 'polite' });
-  let dir = decodeURIComponent((location.hash.match(/^#dir=(.*)$/) || [])[1] || '');
+  const fail = error => { message.textContent = error.message || String(error); };
+  const files = new FileBrowser(server, {
+    onError: fail,
+    onNotebook: async dir => {
+      await server.specs.ready;
+      const specs = server.specs.specs;
+      await newNotebook(specs.kernelspecs[specs.default], dir).catch(fail);
+    },
+  });
 
   document.title = 'Portico';
   root.replaceChildren(
@@ -57,11 +47,9 @@ export async function showLauncher(root, server) {
       section('Apps', 'h-apps', appsBox),
       section('Running kernels', 'h-kernels', kernelsBox, 'wide'),
       section('Notebook APIs', 'h-apis', apisBox),
-      section('Files', 'h-files', filesBox)));
+      section('Files', 'h-files', files.node)));
 
-  const fail = error => { message.textContent = error.message || String(error); };
-
-  async function newNotebook(spec) {
+  async function newNotebook(spec, dir = files.dir) {
     const model = await server.contents.newUntitled({ path: dir, type: 'notebook' });
     const content = { cells: [], metadata: { kernelspec: { name: spec.name, display_name: spec.display_name, language: spec.language } },
       nbformat: 4, nbformat_minor: 5 };
@@ -130,33 +118,8 @@ export async function showLauncher(root, server) {
       el('a', { href: m.prefix + '_api/spec/openapi.json', target: '_blank', rel: 'noopener' }, 'OpenAPI spec')))));
   }
 
-  async function showFiles() {
-    const listing = await server.contents.get(dir, { content: true });
-    const crumbs = [el('a', { href: '#dir=' }, 'root')];
-    let prefix = '';
-    for (const part of dir.split('/').filter(Boolean)) {
-      prefix = prefix ? `${prefix}/${part}` : part;
-      crumbs.push(' / ', el('a', { href: '#dir=' + encodeURIComponent(prefix) }, part));
-    }
-    const rows = listing.content
-      .sort((a, b) => (a.type === 'directory' ? 0 : 1) - (b.type === 'directory' ? 0 : 1) || a.name.localeCompare(b.name))
-      .map(item => {
-        const href = item.type === 'directory' ? '#dir=' + encodeURIComponent(item.path)
-          : item.type === 'notebook' ? notebookUrl(server, item.path) : server.url('files/' + encodePath(item.path));
-        return el('li', { class: item.type },
-          el('a', { href, target: item.type === 'file' ? '_blank' : undefined, rel: item.type === 'file' ? 'noopener' : undefined },
-            icon(item.type), item.name),
-          el('time', { datetime: item.last_modified }, relativeTime(item.last_modified)));
-      });
-    filesBox.replaceChildren(el('nav', { class: 'crumbs', 'aria-label': 'Directory' }, ...crumbs),
-      rows.length ? el('ul', {}, ...rows) : el('p', { class: 'empty' }, 'This directory is empty.'));
-  }
-
-  window.addEventListener('hashchange', () => {
-    dir = decodeURIComponent((location.hash.match(/^#dir=(.*)$/) || [])[1] || '');
-    showFiles().catch(fail);
-  });
-  await Promise.all([showSpecs(), showApps(), showKernels(), showApis(), showFiles()].map(p => p.catch(fail)));
-  const timer = setInterval(() => { showKernels().catch(fail); showApps().catch(() => {}); }, REFRESH_MS);
-  window.portico = { launcher: { refresh: () => Promise.all([showKernels(), showApps()]), timer } };
+  await Promise.all([showSpecs(), showApps(), showKernels(), showApis(), files.refresh()].map(p => p.catch(fail)));
+  // Kernels, apps and files change behind the page (other pages, the REST API, the disk): shown within REFRESH_MS.
+  const timer = setInterval(() => { showKernels().catch(fail); showApps().catch(() => {}); files.refresh(); }, REFRESH_MS);
+  window.portico = { launcher: { refresh: () => Promise.all([showKernels(), showApps(), files.refresh()]), timer } };
 }

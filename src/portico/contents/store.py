@@ -194,6 +194,8 @@ class Store:
             return self.model(target, content=False), not existed
         if existed and target.is_dir():
             raise Conflict(f"{self.api_path(target)} is a directory.")
+        if body.get("chunk") is not None:
+            return self._save_chunk(target, kind, body), not existed
         if "content" not in body or body["content"] is None:
             if existed:
                 raise BadRequest("No content to save.")
@@ -206,6 +208,31 @@ class Store:
             raise BadRequest(f"type must be notebook, file or directory, got {kind!r}.")
         self._write_atomic(target, data)
         return self.model(target, content=False), not existed
+
+    def _save_chunk(self, target: Path, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One piece of an upload, as Jupyter Server takes them (chunk 1, 2, ..., then -1 for the
+        last); the pieces gather in a hidden file beside the target, which takes its place whole
+        with the last, so no reader ever sees half an upload."""
+        chunk = body["chunk"]
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk == 0 or chunk < -1:
+            raise BadRequest(f"chunk must be 1, 2, ... and -1 for the last, got {chunk!r}.")
+        if kind != "file":
+            raise BadRequest("Only files are uploaded in chunks (type file).")
+        data = self._file_bytes(body)
+        part = target.with_name(f".~{target.name}.part")
+        if chunk != 1 and not part.exists():
+            raise Conflict(f"Chunk {chunk} of {self.api_path(target)} has no upload to add to: send chunk 1 first.")
+        with open(part, "wb" if chunk == 1 else "ab") as f:
+            f.write(data)
+            if chunk == -1:
+                f.flush()
+                os.fsync(f.fileno())
+        if chunk != -1:
+            return {**self.model(part, content=False), "name": target.name, "path": self.api_path(target)}
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_UMASK
+        os.chmod(part, mode)
+        os.replace(part, target)
+        return self.model(target, content=False)
 
     @staticmethod
     def _file_bytes(body: dict[str, Any]) -> bytes:
