@@ -280,7 +280,7 @@ async def test_launcher_lists_apps_and_kernels_and_opens_an_app(
     page = await logged_in(context, srv, errors)
     await expect(page.locator(f"tr[data-kernel-id='{kernel}']")).to_be_visible()
     await expect(page.get_by_role("link", name=re.compile("Static files"))).to_be_visible()
-    await expect(page.get_by_role("link", name="listed.ipynb")).to_be_visible()
+    await expect(page.get_by_role("link", name="listed.ipynb", exact=True)).to_be_visible()
     assert await page.get_by_role("link", name="OpenAPI spec").get_attribute("href") == "/hello/_api/spec/openapi.json"
     assert await page.locator("[data-app=statics] img").evaluate("img => img.naturalWidth") > 0  # the app's icon
     assert await unlabelled_controls(page) == []

@@ -39,7 +39,7 @@ export class FileBrowser {
     this.onNotebook = onNotebook;  // (dir): a new notebook there, with the default kernel
     this.dir = this.dirFromHash();
     this.status = el('p', { class: 'file-status', role: 'status', 'aria-live': 'polite' });
-    this.picker = el('input', { type: 'file', multiple: true, hidden: true, 'aria-hidden': 'true',
+    this.picker = el('input', { type: 'file', multiple: true, hidden: true, 'aria-label': 'Files to upload',
       onchange: () => { this.upload([...this.picker.files]); this.picker.value = ''; } });
     this.list = el('div', { class: 'file-list' });
     this.node = el('div', { class: 'files',

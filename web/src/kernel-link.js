@@ -10,6 +10,7 @@ import { UUID } from '@lumino/coreutils';
 import { journal } from './server.js';
 import { Cell } from './cell.js';
 import { outputOf } from './outputs.js';
+import { widgetContext } from './rich.js';
 
 const CELL_MSG = /^portico-cell:([^:]+):/;
 
@@ -43,6 +44,9 @@ export class KernelLink {
     kernel.connectionStatusChanged.connect((_, status) => this.connectionChanged(status));
     kernel.iopubMessage.connect((_, msg) => this.onIOPub(kernel.id, msg));
     kernel.info.then(info => { nb.metadata.language_info = info.language_info; }).catch(() => {});
+    // ipywidgets: the comm target is the page's from the start; its manager comes with the first widget.
+    kernel.registerCommTarget('jupyter.widget', async (comm, msg) => (await import('./widgets.js')).openComm(kernel, comm, msg));
+    widgetContext.setKernel(kernel);
     nb.kernelSelect.value = kernel.name;
     window.portico = { notebook: nb, kernel };  // for tests and the console
     this.showStatus();

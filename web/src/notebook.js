@@ -5,6 +5,7 @@ import { el, button, encodePath } from './dom.js';
 import { Cell } from './cell.js';
 import { KernelLink } from './kernel-link.js';
 import { Saver } from './saver.js';
+import { widgetContext } from './rich.js';
 
 class Notebook {
   constructor(root, server, path, model) {
@@ -13,6 +14,7 @@ class Notebook {
     this.path = path;
     const content = model.content;
     this.metadata = content.metadata || {};
+    widgetContext.saved = (this.metadata.widgets || {})['application/vnd.jupyter.widget-state+json'] || null;
     this.minor = Math.max(5, content.nbformat_minor || 0);
     this.language = (this.metadata.language_info || {}).name || (this.metadata.kernelspec || {}).language || 'python';
     this.cells = [];
@@ -198,6 +200,15 @@ class Notebook {
     this.active.setKind(kind);
     this.kindSelect.value = kind;
     this.touch();
+  }
+
+  // Widget state goes into metadata.widgets, as JupyterLab saves it (once a widget was shown).
+  async keepWidgetState() {
+    const kernel = this.link.kernel;
+    if (!kernel || !kernel.portico_widgets) return;
+    const { stateOf } = await import('./widgets.js');
+    const state = await stateOf(kernel).catch(() => null);
+    if (state) this.metadata.widgets = state;
   }
 
   // saving ------------------------------------------------------------------------------

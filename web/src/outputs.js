@@ -4,13 +4,13 @@ import DOMPurify from 'dompurify';
 import { marked } from 'marked';
 import { AnsiUp } from 'ansi_up';
 import { el } from './dom.js';
-import { PLOTLY, VEGA, latexPlaceholder, putMath, renderPlotly, renderVega, takeMath, typesetMath } from './rich.js';
+import { PLOTLY, VEGA, WIDGET, latexPlaceholder, putMath, renderPlotly, renderVega, renderWidget, takeMath, typesetMath } from './rich.js';
 
 const ansi = new AnsiUp();
 ansi.use_classes = true;
 
 // Richest first, as JupyterLab picks.
-const ORDER = [PLOTLY, ...VEGA, 'text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'text/markdown', 'text/latex',
+const ORDER = [WIDGET, PLOTLY, ...VEGA, 'text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'text/markdown', 'text/latex',
   'application/json', 'text/plain'];
 
 export function sanitize(html) {
@@ -62,6 +62,9 @@ function renderData(data) {
     case 'text/latex':
       box.innerHTML = sanitize(latexPlaceholder(joined(value)));
       typesetMath(box);
+      break;
+    case WIDGET:
+      renderWidget(box, data);
       break;
     case PLOTLY:
       renderPlotly(box, value);

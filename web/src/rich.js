@@ -6,6 +6,17 @@
 import { el } from './dom.js';
 
 export const PLOTLY = 'application/vnd.plotly.v1+json';
+export const WIDGET = 'application/vnd.jupyter.widget-view+json';
+
+// The kernel widgets talk to (kernel-link.js sets it; outputs shown before it wait for it), and the
+// widget state the notebook was saved with (notebook.js sets it).
+let kernelSet;
+export const widgetContext = {
+  kernel: null,
+  saved: null,
+  ready: new Promise(resolve => { kernelSet = resolve; }),
+  setKernel(kernel) { this.kernel = kernel; kernelSet(kernel); },
+};
 export const VEGA = ['application/vnd.vegalite.v5+json', 'application/vnd.vegalite.v4+json', 'application/vnd.vega.v5+json'];
 
 function failed(box, what, error) {
@@ -29,6 +40,17 @@ export function renderVega(box, type, spec) {
         mode: type.includes('vegalite') ? 'vega-lite' : 'vega', renderer: 'svg', ast: true, expr: expressionInterpreter, actions: false,
       }))
     .catch(error => failed(box, 'the Vega chart', error));
+}
+
+// A widget's view (the widgets chunk); without its model (the kernel is gone and the notebook
+// saved no state for it) the bundle's text/plain, as JupyterLab shows it.
+export function renderWidget(box, data) {
+  const modelId = (data[WIDGET] || {}).model_id;
+  const plain = () => box.append(el('pre', {}, [].concat(data['text/plain'] || 'A widget that is not here any more.').join('')));
+  Promise.all([import('./widgets.js'), widgetContext.ready])
+    .then(([widgets]) => widgets.showWidget(widgetContext.kernel, widgetContext.saved, box, modelId))
+    .then(shown => { if (!shown) plain(); })
+    .catch(error => failed(box, 'the widget', error));
 }
 
 // Math ------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ export class Saver {
         this.showConflict();
         return;
       }
+      await nb.keepWidgetState();
       const saved = await nb.server.contents.save(nb.path, { type: 'notebook', format: 'json', content: nb.toJSON() });
       this.lastModified = saved.last_modified;
       if (!auto) await nb.server.contents.createCheckpoint(nb.path);  // as JupyterLab: a save you ask for is a checkpoint
