@@ -64,7 +64,7 @@ function renderData(data) {
       typesetMath(box);
       break;
     case WIDGET:
-      renderWidget(box, data);
+      renderWidget(box, data, { renderOutput, outputOf });
       break;
     case PLOTLY:
       renderPlotly(box, value);

@@ -43,12 +43,14 @@ export function renderVega(box, type, spec) {
 }
 
 // A widget's view (the widgets chunk); without its model (the kernel is gone and the notebook
-// saved no state for it) the bundle's text/plain, as JupyterLab shows it.
-export function renderWidget(box, data) {
+// saved no state for it) the bundle's text/plain, as JupyterLab shows it. outputs (renderOutput,
+// outputOf) is how an Output widget shows what it captures: given by outputs.js, so that the
+// widgets chunk imports none of the page's modules.
+export function renderWidget(box, data, outputs) {
   const modelId = (data[WIDGET] || {}).model_id;
   const plain = () => box.append(el('pre', {}, [].concat(data['text/plain'] || 'A widget that is not here any more.').join('')));
   Promise.all([import('./widgets.js'), widgetContext.ready])
-    .then(([widgets]) => widgets.showWidget(widgetContext.kernel, widgetContext.saved, box, modelId))
+    .then(([widgets]) => widgets.showWidget(widgetContext.kernel, widgetContext.saved, box, modelId, outputs))
     .then(shown => { if (!shown) plain(); })
     .catch(error => failed(box, 'the widget', error));
 }
@@ -57,7 +59,7 @@ export function renderWidget(box, data) {
 // Markdown's math is taken out before marked sees it (so `_` and `*` in TeX stay TeX) and put
 // back as placeholders that DOMPurify keeps; typesetMath fills them in.
 
-const CODE = /(```[\s\S]*?(?:```|$)|~~~[\s\S]*?(?:~~~|$)|`+[^`]*`+)/;
+const CODE = /(\x60\x60\x60[\s\S]*?(?:\x60\x60\x60|$)|~~~[\s\S]*?(?:~~~|$)|\x60+[^\x60]*\x60+)/;  // fences and `spans` (\x60: a backquote)
 const MATH = /(\$\$[\s\S]+?\$\$|\\\[[\s\S]+?\\\]|\\\([\s\S]+?\\\)|(?<![\\$\w])\$(?![\s$])(?:\\.|[^$\\\n])+?(?<!\s)\$(?!\d))/g;
 
 export function takeMath(text) {

@@ -2,12 +2,12 @@
 // with the controls of @jupyter-widgets/controls and an Output widget that captures the output of
 // the executions it is told of (ipywidgets 8 sends its msg_id), as JupyterLab's does. This module
 // is a chunk of its own, loaded with the first widget a kernel opens or a notebook shows; its
-// style sheet (widgets.css) is linked then.
+// style sheet (widgets.css) is linked then. It imports none of the page's modules: how outputs are
+// made and shown comes with the first widget shown (showWidget's outputs).
 import { ManagerBase } from '@jupyter-widgets/base-manager';
 import * as base from '@jupyter-widgets/base';
 import * as controls from '@jupyter-widgets/controls';
 import { Widget } from '@lumino/widgets';
-import { renderOutput, outputOf } from './outputs.js';
 
 const STATE_MIME = 'application/vnd.jupyter.widget-state+json';
 
@@ -42,7 +42,9 @@ class OutputModel extends base.DOMWidgetModel {
     const hook = msg => {
       const type = msg.header.msg_type;
       if (type === 'clear_output') { this.set('outputs', []); this.save_changes(); return false; }
-      const output = outputOf(msg);
+      const helpers = this.widget_manager.outputs;
+      if (!helpers) return true;  // no widget shown yet: the cell shows its output
+      const output = helpers.outputOf(msg);
       if (!output) return true;
       this.set('outputs', [...this.get('outputs'), output]);
       this.save_changes();
@@ -61,6 +63,7 @@ class OutputView extends base.DOMWidgetView {
   }
 
   show() {
+    const { renderOutput } = this.model.widget_manager.outputs;
     this.el.replaceChildren(...(this.model.get('outputs') || []).map(o => renderOutput(o)));
   }
 }
@@ -75,6 +78,7 @@ class Manager extends ManagerBase {
   constructor(kernel) {
     super();
     this.kernel = kernel;
+    this.outputs = null;  // { renderOutput, outputOf }, given with the first widget shown
   }
 
   async loadClass(className, moduleName, moduleVersion) {
@@ -108,8 +112,9 @@ export function openComm(kernel, comm, msg) {
 }
 
 // A widget view into box: the live model, else the one the notebook saved (static, not connected).
-export async function showWidget(kernel, saved, box, modelId) {
+export async function showWidget(kernel, saved, box, modelId, outputs) {
   const manager = managerFor(kernel);
+  manager.outputs = outputs;
   if (!manager.has_model(modelId) && saved && saved.state && saved.state[modelId]) await manager.set_state(saved);
   if (!manager.has_model(modelId)) return false;
   const view = await manager.create_view(await manager.get_model(modelId));
