@@ -68,6 +68,9 @@ def test_an_sdist_without_node_says_what_building_its_page_needs(tmp_path: Path)
 
 async def test_a_wheel_built_from_the_sdist_serves_the_page_from_a_fresh_venv_without_node(tmp_path: Path) -> None:
     unpacked = sdist(tmp_path)
+    # The npm packages of the lock file the sdist carries, as `npm ci` would install them there (the
+    # checkout's, stamped with that lock): the build then runs esbuild over the sdist's own sources.
+    (unpacked / "web" / "node_modules").symlink_to(ROOT / "web" / "node_modules")
     wheels = tmp_path / "wheels"
     built = run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(wheels), str(unpacked)])
     assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
