@@ -64,7 +64,7 @@ function renderData(data) {
       typesetMath(box);
       break;
     case WIDGET:
-      renderWidget(box, data, { renderOutput, outputOf });
+      renderWidget(box, data, { renderOutput, outputOf, sanitize });
       break;
     case PLOTLY:
       renderPlotly(box, value);

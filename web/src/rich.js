@@ -44,7 +44,7 @@ export function renderVega(box, type, spec) {
 
 // A widget's view (the widgets chunk); without its model (the kernel is gone and the notebook
 // saved no state for it) the bundle's text/plain, as JupyterLab shows it. outputs (renderOutput,
-// outputOf) is how an Output widget shows what it captures: given by outputs.js, so that the
+// outputOf, sanitize) is how an Output widget shows what it captures: given by outputs.js, so that the
 // widgets chunk imports none of the page's modules.
 export function renderWidget(box, data, outputs) {
   const modelId = (data[WIDGET] || {}).model_id;

@@ -68,9 +68,28 @@ class OutputView extends base.DOMWidgetView {
   }
 }
 
+// The HTML widgets' value goes through the page's sanitizer, as every other HTML output does
+// (ipywidgets sets it as it comes); HTMLMath shows its TeX as text (the page has no MathJax).
+// A view of its own (ipywidgets' HTMLView renders the raw value before any subclass could step in).
+class SafeHTMLView extends controls.StringView {
+  render() {
+    super.render();
+    this.el.classList.add('widget-html');
+    this.content = document.createElement('div');
+    this.content.classList.add('widget-html-content');
+    this.el.appendChild(this.content);
+    this.update();
+  }
+
+  update() {
+    if (this.content) this.content.innerHTML = this.model.widget_manager.outputs.sanitize(this.model.get('value') || '');
+    return super.update();
+  }
+}
+
 const MODULES = {
   '@jupyter-widgets/base': base,
-  '@jupyter-widgets/controls': controls,
+  '@jupyter-widgets/controls': { ...controls, HTMLView: SafeHTMLView, HTMLMathView: SafeHTMLView },
   '@jupyter-widgets/output': { OutputModel, OutputView },
 };
 
@@ -78,7 +97,7 @@ class Manager extends ManagerBase {
   constructor(kernel) {
     super();
     this.kernel = kernel;
-    this.outputs = null;  // { renderOutput, outputOf }, given with the first widget shown
+    this.outputs = null;  // { renderOutput, outputOf, sanitize }, given with the first widget shown
   }
 
   async loadClass(className, moduleName, moduleVersion) {
