@@ -68,3 +68,14 @@ async def run_cell(page: Page, code: str, wait: bool = True) -> Any:
     if wait:
         await expect(cell.locator(".prompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=30000)
     return cell
+
+
+@asynccontextmanager
+async def browser_context(**options: Any) -> AsyncIterator[BrowserContext]:
+    """A fresh Chromium and one context of it (1280x900 unless options say otherwise)."""
+    async with chromium() as browser:
+        ctx = await browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
+        try:
+            yield ctx
+        finally:
+            await ctx.close()

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from portico_browser import Errors, chromium, logged_in, open_notebook, run_cell
+from portico_browser import Errors, browser_context, logged_in, open_notebook, run_cell
 from portico_testing import Server, start_server, write_notebook
 
 pytestmark = pytest.mark.timeout(180)
@@ -43,10 +43,8 @@ def srv(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 @pytest.fixture
 async def context(srv: Server) -> AsyncIterator[BrowserContext]:
-    async with chromium() as browser:
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    async with browser_context() as ctx:
         yield ctx
-        await ctx.close()
 
 
 async def notebook(context: BrowserContext, srv: Server, root: Path, name: str, cells: list[str]) -> Page:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from portico_browser import Errors, chromium, logged_in
+from portico_browser import Errors, browser_context, logged_in
 from portico_testing import Server, start_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -32,10 +32,8 @@ def srv(root: Path) -> Iterator[Server]:
 
 @pytest.fixture
 async def context(srv: Server) -> AsyncIterator[BrowserContext]:
-    async with chromium() as browser:
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    async with browser_context(accept_downloads=True) as ctx:
         yield ctx
-        await ctx.close()
 
 
 async def api(srv: Server, method: str, path: str, body: object = None) -> tuple[int, object]:

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from portico_browser import Errors, chromium, logged_in, open_notebook
+from portico_browser import Errors, browser_context, logged_in, open_notebook
 from portico_testing import Server, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +57,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 async def context(srv: Server) -> AsyncIterator[BrowserContext]:
-    async with chromium() as browser:
-        ctx = await browser.new_context(viewport={"width": 1100, "height": 2400})
+    async with browser_context(viewport={"width": 1100, "height": 2400}) as ctx:
         yield ctx
-        await ctx.close()
 
 
 async def test_plotly_vega_math_and_matplotlib_render(context: BrowserContext, srv: Server) -> None:

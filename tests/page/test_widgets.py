@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from portico_browser import Errors, chromium, logged_in, open_notebook, run_cell
+from portico_browser import Errors, browser_context, logged_in, open_notebook, run_cell
 from portico_testing import Server, start_server, write_notebook
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,10 +31,8 @@ def srv(root: Path) -> Iterator[Server]:
 
 @pytest.fixture
 async def context(srv: Server) -> AsyncIterator[BrowserContext]:
-    async with chromium() as browser:
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    async with browser_context() as ctx:
         yield ctx
-        await ctx.close()
 
 
 async def test_a_slider_works_both_ways_interact_works_and_the_state_is_saved(
