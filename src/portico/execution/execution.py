@@ -176,6 +176,8 @@ class Execution:
         self._maybe_done()
 
     def on_input_request(self, parent: dict[str, Any], content: dict[str, Any]) -> None:
+        if self.state == "queued":  # stdin can overtake iopub's busy: the kernel has taken it up
+            self._running()
         self.state = "input"
         prompt, password = str(content.get("prompt", "")), bool(content.get("password", False))
         self.input_request = {"prompt": prompt, "password": password, "parent_header": parent}
@@ -293,8 +295,9 @@ class KernelQueue:
         self.waiting.append(execution)
         if self._runner is None or self._runner.done():
             # an idle queue sends at once, in its caller's step: the kernel starts while the
-            # caller answers (the streamed response's first line, say)
-            sent = self._send(self.waiting.popleft()) if self._sendable() else None
+            # caller answers (the streamed response's first line, say); a queue's first request
+            # waits in the runner for its sockets to connect
+            sent = self._send(self.waiting.popleft()) if self._sendable() and self._connected() else None
             self._runner = asyncio.create_task(self._run_all(sent))
 
     async def _run_all(self, sent: Execution | None) -> None:
@@ -302,8 +305,7 @@ class KernelQueue:
             execution = sent or self.waiting.popleft()
             try:
                 if sent is None:
-                    await self._until_sendable(execution)
-                    if execution.done.is_set():
+                    if not await self._ready(execution):
                         continue
                     self._send(execution)
                 await self._until_done(execution)
@@ -322,6 +324,18 @@ class KernelQueue:
     def _listed(self) -> bool:
         return self.kernels.kernels.get(self.kernel.id) is self.kernel
 
+    async def _ready(self, execution: Execution) -> bool:
+        """Until the kernel can take it on this queue's connected sockets; False if it ended unrun."""
+        while True:
+            await self._until_sendable(execution)
+            if execution.done.is_set():
+                return False
+            if self._connected():
+                return True
+            relay = self.kernel.relay
+            assert relay is not None
+            await self._open(relay)
+
     async def _until_sendable(self, execution: Execution) -> None:
         """Until the kernel can take it (what is sent during a restart would reach the old
         kernel); it ends unrun if the kernel is dead or shut down."""
@@ -335,8 +349,9 @@ class KernelQueue:
     def _send(self, execution: Execution) -> Execution:
         relay = self.kernel.relay
         assert relay is not None
+        assert self._channels is not None
         self.current = execution
-        shell, _ = self._open(relay)
+        shell, _ = self._channels
         request = wire.build(
             "execute_request",
             {
@@ -353,20 +368,35 @@ class KernelQueue:
         relay.to_kernel(shell, "shell", request.parts)
         return execution
 
-    def _open(self, relay: KernelRelay) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
+    def _connected(self) -> bool:
+        relay = self.kernel.relay
+        return self._channels is not None and relay is not None and self._connection is relay.connection
+
+    async def _open(self, relay: KernelRelay) -> None:
         """This queue's shell and stdin sockets (one identity), kept from one run to the next
-        until the kernel restarts, dies or is shut down (the relay's watchers say so)."""
-        if self._channels is None or self._connection is not relay.connection:
-            self._close()
-            identity = uuid.uuid4().hex.encode()
-            shell, stdin = relay.connect(zmq.DEALER, "shell", identity), relay.connect(zmq.DEALER, "stdin", identity)
-            self._channels, self._connection, self._relay = (shell, stdin), relay.connection, relay
-            self._readers = [
-                asyncio.create_task(self._replies(relay, shell)),
-                asyncio.create_task(self._inputs(relay, stdin)),
-            ]
-            relay.watchers.add(self._ended)
-        return self._channels
+        until the kernel restarts, dies or is shut down (the relay's watchers say so).  Stdin is
+        connected before anything is sent on shell: the kernel drops an input_request it has no
+        route for, and the request would wait for its input for ever."""
+        self._close()
+        identity, connection = uuid.uuid4().hex.encode(), relay.connection
+        stdin, handshake = relay.connect_watched(zmq.DEALER, "stdin", identity)
+        shell = relay.connect(zmq.DEALER, "shell", identity)
+        try:
+            await handshake.wait()
+        except BaseException:
+            shell.close(linger=0)
+            stdin.close(linger=0)
+            raise
+        if relay is not self.kernel.relay or relay.connection is not connection:
+            shell.close(linger=0)  # it restarted meanwhile
+            stdin.close(linger=0)
+            return
+        self._channels, self._connection, self._relay = (shell, stdin), connection, relay
+        self._readers = [
+            asyncio.create_task(self._replies(relay, shell)),
+            asyncio.create_task(self._inputs(relay, stdin)),
+        ]
+        relay.watchers.add(self._ended)
 
     def _ended(self, why: str) -> None:
         """The kernel restarted, died or was shut down: what runs on it never gets its reply."""

@@ -47,6 +47,7 @@ FAIRNESS_BURST = 16  # iopub messages relayed before the fan-out lets other task
 
 # jupyter_client numbers every message a kernel's session sends: msg_id is "<session>_<pid>_<n>"
 MSG_NUMBER = re.compile(rb'"msg_id"\s*:\s*"([^"]+)_([0-9]+)"')
+HANDSHAKE_WAIT = 10.0  # s a socket that needs its route to the kernel waits for the handshake
 NUMBERING_SLACK = 8  # numbers an iopub gap may skip (replies on other channels arriving late) before it is a loss
 
 Stats = Counter[tuple[str, str]]  # (channel, "to_kernel" | "from_kernel") -> messages
@@ -132,6 +133,30 @@ def msg_id_of(header: bytes) -> str | None:
     return msg_id if isinstance(msg_id, str) else None
 
 
+class Handshake:
+    """The wait for a socket's handshake with the kernel (KernelRelay.connect_watched)."""
+
+    def __init__(self, sock: zmq.asyncio.Socket, channel: str) -> None:
+        self.sock, self.channel = sock, channel
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+
+    async def wait(self) -> None:
+        """Until the kernel has the connection, or HANDSHAKE_WAIT (logged) if it never says so."""
+        try:
+            async with asyncio.timeout(HANDSHAKE_WAIT):
+                await self.monitor.recv_multipart()
+        except TimeoutError:
+            log.warning("a %s socket's handshake with the kernel took over %g s", self.channel, HANDSHAKE_WAIT)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.monitor.closed:
+            if not self.sock.closed:
+                self.sock.disable_monitor()
+            self.monitor.close(linger=0)
+
+
 class Client:
     """One WebSocket connection to a kernel and its own shell, control and stdin sockets."""
 
@@ -150,6 +175,8 @@ class Client:
         self.identity = uuid.uuid4().hex.encode()
         self.sockets: dict[str, zmq.asyncio.Socket] = {}  # opened on first use: idle clients cost none
         self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.early: list[list[bytes]] | None = None  # shell messages held until stdin is connected
+        self.handshake: Handshake | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.gone = False
         self.lagging = False  # reading from the journal until it catches up (outbox.py, step 3)
@@ -261,25 +288,49 @@ class Client:
     def socket(self, channel: str) -> zmq.asyncio.Socket:
         """This client's socket for channel, opened (with its pump) the first time it is needed.
 
-        Shell opens stdin first, with the same identity, so the kernel's input_request for
-        anything sent on shell always has a route back.
+        Shell opens stdin first, with the same identity, and what the client sends on shell waits
+        (forward) until the kernel has the stdin connection: the kernel's input_request for it
+        always has a route back.
         """
         sock = self.sockets.get(channel)
         if sock is None:
             if channel == "shell" and "stdin" not in self.sockets:
                 self.socket("stdin")
-            sock = self.sockets[channel] = self.relay.connect(zmq.DEALER, channel, self.identity)
+            if channel == "stdin":
+                sock, self.handshake = self.relay.connect_watched(zmq.DEALER, channel, self.identity)
+                self.early = []
+                self.pumps["handshake"] = asyncio.create_task(self._release_early(self.handshake))
+            else:
+                sock = self.relay.connect(zmq.DEALER, channel, self.identity)
+            self.sockets[channel] = sock
             self.pumps[channel] = asyncio.create_task(self.pump(channel))
         return sock
+
+    def forward(self, channel: str, parts: list[bytes]) -> None:
+        """To the kernel, on this client's socket for channel."""
+        sock = self.socket(channel)
+        if channel == "shell" and self.early is not None:
+            self.early.append(parts)
+        else:
+            self.relay.to_kernel(sock, channel, parts)
+
+    async def _release_early(self, handshake: Handshake) -> None:
+        await handshake.wait()
+        early, self.early = self.early or [], None
+        for parts in early:
+            self.relay.to_kernel(self.sockets["shell"], "shell", parts)
 
     def close_sockets(self) -> None:
         """Close this client's kernel sockets (and whatever they still queue); reopened on next use."""
         for task in self.pumps.values():
             task.cancel()
+        if self.handshake is not None:
+            self.handshake.close()
         for sock in self.sockets.values():
             sock.close(linger=0)
         self.pumps.clear()
         self.sockets.clear()
+        self.early, self.handshake = None, None  # tracked in relay.requests: a restart answers them (release)
 
     async def receive(self) -> None:
         """Read the client's messages until it goes, relaying each to the kernel."""
@@ -375,6 +426,20 @@ class KernelRelay:
         return sock, asyncio.create_task(self._fan_out(sock))
 
     def connect(self, kind: int, channel: str, identity: bytes | None = None) -> zmq.asyncio.Socket:
+        sock = self._socket(kind, identity)
+        sock.connect(self._address(channel))
+        return sock
+
+    def connect_watched(self, kind: int, channel: str, identity: bytes) -> tuple[zmq.asyncio.Socket, Handshake]:
+        """connect, with a watch on the handshake (the kernel's ROUTER drops, without a word,
+        what it sends to a peer whose handshake is not done: an input_request to a stdin socket
+        that is still connecting)."""
+        sock = self._socket(kind, identity)
+        handshake = Handshake(sock, channel)
+        sock.connect(self._address(channel))
+        return sock, handshake
+
+    def _socket(self, kind: int, identity: bytes | None) -> zmq.asyncio.Socket:
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
@@ -385,9 +450,12 @@ class KernelRelay:
         if c.get("curve_publickey"):  # CurveZMQ: the kernel's key pair, which its connection info carries
             public, secret = (key if isinstance(key, bytes) else key.encode() for key in curve_keys(c))
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = public, public, secret
-        separator = ":" if c["transport"] == "tcp" else "-"
-        sock.connect(f"{c['transport']}://{c['ip']}{separator}{c[channel + '_port']}")
         return sock
+
+    def _address(self, channel: str) -> str:
+        c = self.connection
+        separator = ":" if c["transport"] == "tcp" else "-"
+        return f"{c['transport']}://{c['ip']}{separator}{c[channel + '_port']}"
 
     def accept(self, frames: list[bytes], channel: str) -> list[bytes] | None:
         """The parts of a kernel message whose signature holds, else None (logged)."""
@@ -417,7 +485,7 @@ class KernelRelay:
                 self.requests[msg_id] = Request(client, channel, parts)
                 if len(self.requests) > MAX_TRACKED:
                     del self.requests[next(iter(self.requests))]
-        self.to_kernel(client.socket(channel), channel, parts)
+        client.forward(channel, parts)
 
     def to_kernel(self, sock: zmq.asyncio.Socket, channel: str, parts: list[bytes]) -> None:
         sock.send_multipart(self.signer.frames(parts))
