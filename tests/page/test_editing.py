@@ -125,6 +125,38 @@ async def test_command_mode_keys(context: BrowserContext, srv: Server, root: Pat
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_command_mode_copies_cuts_pastes_and_undeletes(context: BrowserContext, srv: Server, root: Path) -> None:
+    page = await notebook(context, srv, root, "clipboard.ipynb", ["one = 1", "two = 2", "three = 3"])
+    cells = page.locator(".cell")
+    sources = cells.locator(".cm-content")
+    await sources.nth(0).click()
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("c")
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("v")  # below the second: one, two, one, three
+    await expect(sources).to_have_text(["one = 1", "two = 2", "one = 1", "three = 3"])
+    await expect(cells.nth(2)).to_be_focused()
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("x")  # three cut: one, two, one
+    await expect(sources).to_have_text(["one = 1", "two = 2", "one = 1"])
+    await expect(cells.nth(2)).to_be_focused()  # the cell after the cut one, here the last
+    await page.keyboard.press("ArrowUp")
+    await page.keyboard.press("Shift+V")  # above two: one, three, two, one
+    await expect(sources).to_have_text(["one = 1", "three = 3", "two = 2", "one = 1"])
+    await page.keyboard.press("d")
+    await page.keyboard.press("d")
+    await expect(sources).to_have_text(["one = 1", "two = 2", "one = 1"])
+    await page.keyboard.press("z")  # the deleted cell comes back where it was
+    await expect(sources).to_have_text(["one = 1", "three = 3", "two = 2", "one = 1"])
+    ids = await cells.evaluate_all("nodes => nodes.map(n => n.dataset.cellId)")
+    assert len(set(ids)) == 4, ids  # a pasted cell is a new cell
+    await page.keyboard.press("Control+s")
+    await expect(page.locator(".save-state")).to_have_text(re.compile(r"^Saved "), timeout=10000)
+    saved = nbformat.read(root / "clipboard.ipynb", as_version=4)
+    assert ["".join(c.source) for c in saved.cells] == ["one = 1", "three = 3", "two = 2", "one = 1"]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_the_kernel_picker_changes_the_notebooks_kernel(context: BrowserContext, srv: Server, root: Path) -> None:
     page = await notebook(context, srv, root, "picker.ipynb", [""])
     picker = page.get_by_role("combobox", name="Kernel")

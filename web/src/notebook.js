@@ -19,6 +19,8 @@ class Notebook {
     this.language = (this.metadata.language_info || {}).name || (this.metadata.kernelspec || {}).language || 'python';
     this.cells = [];
     this.active = null;
+    this.clipboard = null;  // a cell copied or cut in command mode (C, X), pasted by V and Shift+V
+    this.deleted = [];  // [index, cell JSON] of deleted cells, newest last, for Z
     this.link = new KernelLink(this);
     this.saver = new Saver(this, model.last_modified);
 
@@ -126,6 +128,7 @@ class Notebook {
     else if (key === 'Enter' && (event.ctrlKey || event.metaKey)) this.run(cell, 'stay');
     else if (key === 'Enter' && event.altKey) this.run(cell, 'insert');
     else if (key === 'Enter') cell.edit();
+    else if (key === 'V' && event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey) this.paste(index);
     else if (!plain && !(event.shiftKey && /^Arrow/.test(key))) handled = false;
     else if (key === 'ArrowUp' || key === 'k') { if (index > 0) this.commandMode(this.cells[index - 1]); }
     else if (key === 'ArrowDown' || key === 'j') { if (index < this.cells.length - 1) this.commandMode(this.cells[index + 1]); }
@@ -135,6 +138,10 @@ class Notebook {
     else if (key === 'm') this.changeKind('markdown');
     else if (key === 'y') this.changeKind('code');
     else if (key === 'r') this.changeKind('raw');
+    else if (key === 'c') this.clipboard = cell.toJSON();
+    else if (key === 'x') { this.clipboard = cell.toJSON(); this.remove({ edit: false }); }
+    else if (key === 'v') this.paste(index + 1);
+    else if (key === 'z') this.undelete();
     else handled = false;
     if (handled) event.preventDefault();
   }
@@ -172,6 +179,8 @@ class Notebook {
   remove({ edit = true } = {}) {
     if (!this.active) return;
     const index = this.cells.indexOf(this.active);
+    this.deleted.push([index, this.active.toJSON()]);
+    if (this.deleted.length > 100) this.deleted.shift();
     this.active.destroy();
     this.cells.splice(index, 1);
     this.active = null;
@@ -179,6 +188,24 @@ class Notebook {
     this.select(next);
     if (edit) next.editor.focus(); else next.node.focus();
     this.touch();
+  }
+
+  /** A copy of json (a new id: two cells never share one) at index, selected in command mode. */
+  place(index, json) {
+    const cell = new Cell(this, { ...json, id: undefined });
+    const before = this.cells[index];
+    this.cells.splice(index, 0, cell);
+    if (before) this.cellList.insertBefore(cell.node, before.node); else this.cellList.append(cell.node);
+    this.commandMode(cell);
+    this.touch();
+    return cell;
+  }
+
+  paste(index) { if (this.clipboard) this.place(index, this.clipboard); }
+
+  undelete() {
+    const last = this.deleted.pop();
+    if (last) this.place(Math.min(last[0], this.cells.length), last[1]);
   }
 
   move(delta) {
