@@ -167,3 +167,21 @@ async def test_an_input_request_before_the_busy_counts_as_running(http: aiohttp.
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["accepted", "running", "input_request"] and kinds[-1] == "done", kinds
     assert events[-1]["status"] == "ok" and events[-1]["duration"] is not None, events[-1]
+
+
+async def test_a_request_cancelled_while_its_sockets_connect_never_runs(
+    http: aiohttp.ClientSession, server: Server, tmp_path: Path
+) -> None:
+    kid = await start_kernel(http, server, name="slow-stdin")
+    ran = tmp_path / "ran"
+    url = f"{server.url}api/kernels/{kid}/execute"
+    async with http.post(url, json={"code": f"open({str(ran)!r}, 'w')"}, headers=server.headers) as r:
+        request_url = server.url.rstrip("/") + (await r.json())["request_url"]
+    async with http.delete(request_url, headers=server.headers) as r:  # within the stdin hold
+        assert r.status == 204, await r.text()
+    async with http.post(url, json={"code": "'after'", "wait": True}, headers=server.headers) as r:
+        assert r.status == 200 and "after" in (await r.json())["outputs"]
+    async with http.get(request_url, headers=server.headers) as r:
+        cancelled = await r.json()
+    assert cancelled["status"] == "aborted" and cancelled["request_status"] == "complete", cancelled
+    assert not ran.exists()

@@ -307,6 +307,10 @@ class KernelQueue:
                 if sent is None:
                     if not await self._ready(execution):
                         continue
+                    if execution.cancelled:  # while its sockets connected, or the kernel restarted
+                        execution.status = "aborted"
+                        execution.finish("Cancelled before it ran.")
+                        continue
                     self._send(execution)
                 await self._until_done(execution)
             except Exception as e:  # this request fails; the queue goes on
@@ -494,11 +498,12 @@ class KernelQueue:
             self.waiting.remove(execution)
             execution.status = "aborted"
             execution.finish("Cancelled before it ran.")
-        elif execution is self.current and not execution.done.is_set():
-            if execution.started is None:  # sent, but the kernel still runs another client's request
-                execution.cancelled = True
-            else:
-                await self.kernels.interrupt(self.kernel.id)
+        elif execution.done.is_set():
+            return
+        elif execution is self.current and execution.started is not None:
+            await self.kernels.interrupt(self.kernel.id)
+        else:  # sent, but the kernel still runs another client's request; or about to be sent
+            execution.cancelled = True
 
 
 class Executions:
