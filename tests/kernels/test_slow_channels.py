@@ -20,7 +20,11 @@ import pytest
 
 from portico_testing import KernelClient, Server, eventually, start_kernel, start_server, stdout_of
 
-SLOW = {"slow-stdin": ("stdin", "connection", 1.0), "lagging-iopub": ("iopub", "chunk", 0.15)}
+SLOW = {
+    "slow-stdin": ("stdin", "connection", 1.0),
+    "slower-stdin": ("stdin", "connection", 5.0),  # room for a test's next request on a busy machine
+    "lagging-iopub": ("iopub", "chunk", 0.15),
+}
 
 WRAPPER = """
 import json, os, socket, sys, threading, time
@@ -172,7 +176,7 @@ async def test_an_input_request_before_the_busy_counts_as_running(http: aiohttp.
 async def test_a_request_cancelled_while_its_sockets_connect_never_runs(
     http: aiohttp.ClientSession, server: Server, tmp_path: Path
 ) -> None:
-    kid = await start_kernel(http, server, name="slow-stdin")
+    kid = await start_kernel(http, server, name="slower-stdin")
     ran = tmp_path / "ran"
     url = f"{server.url}api/kernels/{kid}/execute"
     async with http.post(url, json={"code": f"open({str(ran)!r}, 'w')"}, headers=server.headers) as r:
