@@ -165,14 +165,19 @@ class Notebook {
     cell.node.setAttribute('aria-label', `Cell ${this.cells.length}, ${cell.kind}`);
   }
 
-  insert(index, kind, { edit = true } = {}) {
-    const cell = new Cell(this, { cell_type: kind, source: '' });
+  /** cell, put at index in the notebook and the page. */
+  addAt(index, cell) {
     const before = this.cells[index];
     this.cells.splice(index, 0, cell);
     if (before) this.cellList.insertBefore(cell.node, before.node); else this.cellList.append(cell.node);
+    this.touch();
+    return cell;
+  }
+
+  insert(index, kind, { edit = true } = {}) {
+    const cell = this.addAt(index, new Cell(this, { cell_type: kind, source: '' }));
     this.select(cell);
     if (edit) cell.editor.focus();
-    this.touch();
     return cell;
   }
 
@@ -191,15 +196,7 @@ class Notebook {
   }
 
   /** A copy of json (a new id: two cells never share one) at index, selected in command mode. */
-  place(index, json) {
-    const cell = new Cell(this, { ...json, id: undefined });
-    const before = this.cells[index];
-    this.cells.splice(index, 0, cell);
-    if (before) this.cellList.insertBefore(cell.node, before.node); else this.cellList.append(cell.node);
-    this.commandMode(cell);
-    this.touch();
-    return cell;
-  }
+  place(index, json) { this.commandMode(this.addAt(index, new Cell(this, { ...json, id: undefined }))); }
 
   paste(index) { if (this.clipboard) this.place(index, this.clipboard); }
 
