@@ -67,7 +67,9 @@ async def test_interrupts_in_quick_succession_leave_no_request_unanswered(http: 
                 await asyncio.sleep(0.005)
             reply, _ = await client.collect(running, timeout=REPLY_GRACE + 30)
             statuses.append(reply["content"].get("ename") or reply["content"]["status"])
-        assert set(statuses) <= {"ok", "KeyboardInterrupt", "NoReply"}, statuses
+        # aborted is an answer too: ipykernel sends the error's reply before it posts the message
+        # that ends its abort window, so a request sent on that reply can arrive inside the window
+        assert set(statuses) <= {"ok", "KeyboardInterrupt", "NoReply", "aborted"}, statuses
         reply, outputs = await client.execute("print('still serving')")
         assert stdout_of(outputs) == "still serving\n"
         await client.close()
